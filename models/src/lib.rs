@@ -1,0 +1,1 @@
+//! Stateright models of the icepact core (filled by the model-checking work).

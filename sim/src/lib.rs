@@ -1,0 +1,1 @@
+//! Deterministic discrete-event simulator of icepact peers (filled by the simulator work).

@@ -1,0 +1,49 @@
+//! Session descriptions: what one peer tells the other about its current session.
+//!
+//! A description carries what seed 001's offers carry (a session identity, a version, the
+//! cumulative candidate list and end-of-candidates) plus the credentials and two fields of our
+//! own: an acknowledgement of the remote session it is bound to, and whether a reply is wanted.
+
+use std::cmp::Ordering;
+
+use crate::candidate::Candidate;
+use crate::credentials::Credentials;
+
+/// The identity of one session of one peer and a version within it.
+///
+/// Ordering is lexicographic on `(epoch, version)`: this is the total order of descriptions that
+/// seed 001's random session ids lack (see docs/PROTOCOL.md, "Ordering").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionRef {
+    /// The session epoch: strictly increasing over every session a key ever starts, across
+    /// restarts of the process (the caller supplies the floor, see [`Peer::new`](crate::Peer::new)).
+    pub epoch: u64,
+    /// The description version within the session: 0 for the first, +1 for every change.
+    pub version: u32,
+}
+
+/// One peer's description of its current session, sent to the other peer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Description {
+    /// Sender's session and the version of this description.
+    pub session: SessionRef,
+    /// The receiver's session this one is bound to, and the receiver's latest version the sender
+    /// has applied; `None` while the sender has accepted no session of the receiver.
+    pub ack: Option<SessionRef>,
+    /// The sender wants a reply: its latest version is not yet acknowledged (cunicu's
+    /// `need_creds`, generalised to every unacknowledged version).
+    pub need_reply: bool,
+    /// The sender's ICE credentials for this session.
+    pub credentials: Credentials,
+    /// Every local candidate of this session so far (cumulative, append-only).
+    pub candidates: Vec<Candidate>,
+    /// The sender has gathered all its candidates for this session (RFC 8838 §13).
+    pub end_of_candidates: bool,
+}
+
+impl Description {
+    /// Compares the sender's session and version of two descriptions.
+    pub fn order(&self, other: &Description) -> Ordering {
+        self.session.cmp(&other.session)
+    }
+}

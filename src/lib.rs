@@ -1,0 +1,79 @@
+//! # icepact
+//!
+//! A sans-IO session state machine that establishes ICE sessions between two peers over an
+//! untrusted, unordered, lossy signaling backend, with a totally ordered session epoch on the
+//! wire, replay-proof ordering rules and a transition table that the model checker
+//! (`icepact-models`) and the simulator (`icepact-sim`) verify by running this very code.
+//!
+//! One [`Peer`] value manages the session with one remote peer. It does no I/O and reads no
+//! clock: feed it descriptions from the remote, events from your ICE agent and the time, and
+//! drain what it wants done.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use icepact::{AgentCommand, Config, ConnectionState, Output, Peer, PublicKey};
+//!
+//! let now = Instant::now();
+//! let (a_key, b_key) = (PublicKey([1; 32]), PublicKey([2; 32]));
+//! let mut a = Peer::new(Config::default(), a_key, b_key, 1, 7, now)?;
+//! let mut b = Peer::new(Config::default(), b_key, a_key, 1, 8, now)?;
+//!
+//! // Drain A: it created an agent and wants its first description sent to B.
+//! let mut to_b = Vec::new();
+//! while let Some(out) = a.poll_output() {
+//!     match out {
+//!         Output::Send(description) => to_b.push(description),
+//!         Output::Agent(AgentCommand::Create { role, .. }) => assert_eq!(role, icepact::Role::Controlling),
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(a.state(), ConnectionState::Idle);
+//!
+//! // B receives it: it now knows A's credentials and starts gathering.
+//! for d in &to_b {
+//!     b.handle_description(now, d)?;
+//! }
+//! assert_eq!(b.state(), ConnectionState::New);
+//! while b.poll_output().is_some() {}
+//!
+//! // Nothing arrives from B in time: A re-sends with back-off.
+//! let wake = a.poll_timeout().expect("A waits for an acknowledgement");
+//! assert!(wake > now && wake <= now + Duration::from_millis(750));
+//! a.handle_timeout(wake)?;
+//! assert!(matches!(a.poll_output(), Some(Output::Send(_))));
+//! # Ok::<(), icepact::Error>(())
+//! ```
+//!
+//! See `docs/PROTOCOL.md` for the states, the messages and every rule with its reason; each rule
+//! is named in the code where it lives (`rules.rs`, `peer.rs`, `state.rs`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod agent;
+mod backoff;
+mod candidate;
+mod config;
+mod credentials;
+mod description;
+mod error;
+mod keys;
+mod peer;
+mod rng;
+pub mod rules;
+pub mod state;
+
+#[cfg(feature = "proptest")]
+pub mod strategies;
+
+pub use agent::{AgentCommand, AgentEvent, AgentId};
+pub use backoff::Backoff;
+pub use candidate::{Candidate, CandidateKind, Transport};
+pub use config::Config;
+pub use credentials::{Credentials, MAX_CREDENTIAL_LEN, PWD_LEN, UFRAG_LEN};
+pub use description::{Description, SessionRef};
+pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
+pub use keys::{PublicKey, Role};
+pub use peer::{Event, Output, Peer, RestartCause};
+pub use rules::RestartPolicy;
+pub use state::{ConnectionState, Trigger};

@@ -1,0 +1,786 @@
+//! [`Peer`]: the sans-IO session state machine for one remote peer.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::agent::{AgentCommand, AgentEvent, AgentId};
+use crate::candidate::Candidate;
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::description::{Description, SessionRef};
+use crate::error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
+use crate::keys::{PublicKey, Role};
+use crate::rng::SessionRng;
+use crate::rules::{self, RestartPolicy, Verdict, View};
+use crate::state::{transition, ConnectionState, Trigger};
+
+/// The session state machine for one remote peer, in sans-IO style.
+///
+/// # Contract
+///
+/// *Inputs* mutate the peer; each takes the current time, which must never go backwards:
+/// - [`handle_description`](Peer::handle_description): a description the remote sent us;
+/// - [`handle_agent_event`](Peer::handle_agent_event): something our ICE agent reported;
+/// - [`handle_timeout`](Peer::handle_timeout): time has passed (call it at or after
+///   [`poll_timeout`](Peer::poll_timeout));
+/// - [`restart`](Peer::restart) and [`close`](Peer::close): commands of the embedding.
+///
+/// Every input first fires the timers that are due at `now`, then applies itself. An input
+/// that returns `Err` changed nothing.
+///
+/// *Outputs* are polled: after **every** input, drain [`poll_output`](Peer::poll_output) until
+/// it returns `None`, carrying out each [`Output`] in order (send the description to the remote,
+/// pass the command to the agent), then ask [`poll_timeout`](Peer::poll_timeout) when to call
+/// [`handle_timeout`](Peer::handle_timeout) next. `poll_timeout` never returns an instant at or
+/// before the latest `now` the peer was given.
+///
+/// The peer reads no clock and no global RNG: time comes in as arguments and randomness
+/// (credentials, jitter) from the seed given to [`Peer::new`]. The same inputs give the same
+/// outputs, and the whole value is `Clone + Eq + Hash` with deterministic iteration, so the model
+/// checker and the simulator run this code, not a copy of its rules.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    config: Config,
+    local_key: PublicKey,
+    remote_key: PublicKey,
+    role: Role,
+    rng: SessionRng,
+    state: ConnectionState,
+    shut_down: bool,
+    next_epoch: u64,
+    session: Option<LocalSession>,
+    newest_applied: Option<SessionRef>,
+    timers: Timers,
+    restarts: u32,
+    last_now: Option<Instant>,
+    send_pending: bool,
+    queue: VecDeque<Output>,
+}
+
+/// Work the embedding must carry out, polled from [`Peer::poll_output`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Output {
+    /// Send this description to the remote peer (seal it and publish it on the backend).
+    Send(Description),
+    /// Pass this command to the ICE agent.
+    Agent(AgentCommand),
+    /// Something happened that the embedding may want to know.
+    Event(Event),
+}
+
+/// Notifications, emitted only on change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Event {
+    /// The connection state changed along an edge of the transition table.
+    StateChanged {
+        /// Previous state.
+        from: ConnectionState,
+        /// New state.
+        to: ConnectionState,
+        /// What caused it.
+        trigger: Trigger,
+    },
+    /// The local session was replaced by a new one.
+    Restarted {
+        /// Why.
+        cause: RestartCause,
+        /// Restarts so far, this one included.
+        restarts: u32,
+    },
+    /// Remote candidates that arrived after the remote's end-of-candidates were dropped
+    /// (RFC 8838 §14: "MUST ignore newly received candidates").
+    CandidatesAfterEndOfCandidates {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// Why the local session restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum RestartCause {
+    /// The embedding asked for it.
+    Requested,
+    /// The agent reported Failed.
+    AgentFailed,
+    /// The agent closed by itself.
+    AgentClosed,
+    /// Disconnected lasted longer than [`Config::disconnected_timeout`].
+    DisconnectedTimeout,
+    /// The remote started a newer session (rule RESTART_ON_NEWER_CONFIRMED).
+    RemoteRestart {
+        /// The remote session we were bound to.
+        from: SessionRef,
+        /// The remote's new session.
+        to: SessionRef,
+    },
+}
+
+/// The local half of the current session.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct LocalSession {
+    epoch: u64,
+    version: u32,
+    credentials: Credentials,
+    candidates: Vec<Candidate>,
+    end_of_candidates: bool,
+    /// The newest of our versions the remote acknowledged.
+    acked: Option<u32>,
+    remote: Option<RemoteSession>,
+}
+
+/// The remote session the local session is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RemoteSession {
+    /// The newest applied version of it.
+    session: SessionRef,
+    credentials: Credentials,
+    candidates: Vec<Candidate>,
+    end_of_candidates: bool,
+    /// The remote acknowledged our current epoch: it holds our current credentials.
+    confirmed: bool,
+    /// How many of `candidates` were given to the agent. Candidates are held here, bounded by
+    /// [`Config::max_candidates`], until the connect guard holds (rule CANDIDATE_BINDING).
+    added: usize,
+    /// End-of-candidates was passed to the agent.
+    end_told: bool,
+}
+
+/// The peer's timers: a closed set, each armed or not.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct Timers {
+    /// Re-send the current description: armed while our newest version is unacknowledged.
+    resend: Option<Instant>,
+    /// Back-off attempt of the next re-send.
+    resend_attempt: u32,
+    /// Restart if still Disconnected.
+    disconnected: Option<Instant>,
+}
+
+impl Peer {
+    /// Creates the peer for the session with `remote_key`, creates the first agent and queues the
+    /// first description.
+    ///
+    /// `epoch_floor` is the first session epoch. It must exceed every epoch this local key has
+    /// used before, also in earlier runs of the process (rule EPOCH_ORDER), for example the Unix
+    /// time in microseconds at start-up, or a persisted counter. `seed` seeds the peer's random
+    /// stream (credentials and jitter).
+    pub fn new(
+        config: Config,
+        local_key: PublicKey,
+        remote_key: PublicKey,
+        epoch_floor: u64,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Peer, Error> {
+        let role = Role::from_keys(&local_key, &remote_key).ok_or(Error::EqualKeys)?;
+        let mut peer = Peer {
+            config,
+            local_key,
+            remote_key,
+            role,
+            rng: SessionRng::from_seed(seed),
+            state: ConnectionState::Unknown,
+            shut_down: false,
+            next_epoch: epoch_floor,
+            session: None,
+            newest_applied: None,
+            timers: Timers::default(),
+            restarts: 0,
+            last_now: Some(now),
+            send_pending: false,
+            queue: VecDeque::new(),
+        };
+        peer.start_session(now)?;
+        Ok(peer)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Inputs
+
+    /// Applies a description received from the remote peer.
+    ///
+    /// Returns what became of it; a stale or duplicate description is `Ok(Ignored(reason))`
+    /// and changes nothing (a duplicate still gets the reply it asks for).
+    pub fn handle_description(
+        &mut self,
+        now: Instant,
+        d: &Description,
+    ) -> Result<Disposition, Error> {
+        self.advance(now)?;
+        if self.shut_down {
+            return Ok(Disposition::Ignored(IgnoreReason::ShutDown));
+        }
+        self.validate(d)?;
+        let verdict = rules::classify(self.config.policy, self.view(), d.session);
+        if verdict == Verdict::Update {
+            self.validate_update(d)?;
+        }
+        match verdict {
+            Verdict::Stale { newest } => Ok(Disposition::Ignored(IgnoreReason::Stale {
+                got: d.session,
+                newest,
+            })),
+            Verdict::SeedNotVersionZero => Ok(Disposition::Ignored(
+                IgnoreReason::SeedNotVersionZero(d.session),
+            )),
+            Verdict::Duplicate => {
+                self.take_ack(d);
+                self.send_pending |= d.need_reply;
+                Ok(Disposition::Ignored(IgnoreReason::Duplicate(d.session)))
+            }
+            Verdict::RemoteRestart => {
+                let from = self.bound().map(|(r, _)| r).unwrap_or(d.session);
+                self.restart_session(
+                    now,
+                    RestartCause::RemoteRestart {
+                        from,
+                        to: d.session,
+                    },
+                )?;
+                self.bind(now, d)?;
+                Ok(Disposition::Applied)
+            }
+            Verdict::Bind | Verdict::Rebind => {
+                self.bind(now, d)?;
+                Ok(Disposition::Applied)
+            }
+            Verdict::Update => {
+                self.update(d);
+                self.progress();
+                Ok(Disposition::Applied)
+            }
+        }
+    }
+
+    /// Applies an event of the ICE agent `agent`.
+    ///
+    /// Events of an agent that was already closed are ignored; an event that has no edge from
+    /// the current state is an error and changes nothing.
+    pub fn handle_agent_event(
+        &mut self,
+        now: Instant,
+        agent: AgentId,
+        event: AgentEvent,
+    ) -> Result<Disposition, Error> {
+        self.advance(now)?;
+        if self.shut_down {
+            return Ok(Disposition::Ignored(IgnoreReason::ShutDown));
+        }
+        if Some(agent) != self.agent() {
+            return Ok(Disposition::Ignored(IgnoreReason::StaleAgent(agent)));
+        }
+        let state = self.state;
+        let illegal = |event: &'static str| Error::Transition(TransitionError { state, event });
+        match event {
+            AgentEvent::LocalCandidate(candidate) => {
+                if !self.is_gathering() {
+                    return Err(illegal("LocalCandidate"));
+                }
+                let max = self.config.max_candidates;
+                let session = self.session_mut();
+                if session.end_of_candidates {
+                    return Ok(Disposition::Ignored(IgnoreReason::AfterEndOfCandidates));
+                }
+                if session.candidates.len() >= max {
+                    return Ok(Disposition::Ignored(IgnoreReason::TooManyLocalCandidates));
+                }
+                session.candidates.push(candidate);
+                self.publish(now, true);
+                self.progress();
+            }
+            AgentEvent::GatheringDone => {
+                if !self.is_gathering() {
+                    return Err(illegal("GatheringDone"));
+                }
+                let session = self.session_mut();
+                if session.end_of_candidates {
+                    return Ok(Disposition::Ignored(IgnoreReason::AfterEndOfCandidates));
+                }
+                session.end_of_candidates = true;
+                self.publish(now, true);
+            }
+            AgentEvent::Checking => self.agent_transition(Trigger::AgentChecking, "Checking")?,
+            AgentEvent::Connected => {
+                self.agent_transition(Trigger::AgentConnected, "Connected")?;
+                self.timers.disconnected = None;
+            }
+            AgentEvent::Completed => {
+                self.agent_transition(Trigger::AgentCompleted, "Completed")?
+            }
+            AgentEvent::Disconnected => {
+                self.agent_transition(Trigger::AgentDisconnected, "Disconnected")?;
+                self.timers.disconnected = Some(now + self.config.disconnected_timeout);
+            }
+            AgentEvent::Failed => {
+                // Checking/Connecting -> Failed, or Disconnected -> Closed; either way the
+                // session is replaced (seed 000: "Failed --> Closed --> Idle").
+                self.agent_transition(Trigger::AgentFailed, "Failed")?;
+                self.restart_session(now, RestartCause::AgentFailed)?;
+            }
+            AgentEvent::Closed => {
+                if transition(state, Trigger::Restart).is_none() {
+                    return Err(illegal("Closed"));
+                }
+                self.restart_session(now, RestartCause::AgentClosed)?;
+            }
+        }
+        Ok(Disposition::Applied)
+    }
+
+    /// Fires the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
+        self.advance(now)
+    }
+
+    /// Replaces the current session with a new one (new agent, new credentials, new epoch).
+    pub fn restart(&mut self, now: Instant) -> Result<(), Error> {
+        self.advance(now)?;
+        if self.shut_down {
+            return Err(Error::ShutDown);
+        }
+        self.restart_session(now, RestartCause::Requested)
+    }
+
+    /// Shuts the peer down for good: the agent is closed and no agent is ever created again.
+    /// Closing twice is a no-op.
+    pub fn close(&mut self, now: Instant) -> Result<(), Error> {
+        self.advance(now)?;
+        if self.shut_down {
+            return Ok(());
+        }
+        let agent = self.agent();
+        self.set_state(Trigger::Shutdown)?;
+        if let Some(agent) = agent {
+            self.queue.push_back(Output::Agent(AgentCommand::Close { agent }));
+        }
+        self.shut_down = true;
+        self.session = None;
+        self.timers = Timers::default();
+        self.send_pending = false;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Outputs
+
+    /// The next piece of work, or `None` when drained.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(out) = self.queue.pop_front() {
+            return Some(out);
+        }
+        if std::mem::take(&mut self.send_pending) {
+            return self.description().map(Output::Send);
+        }
+        None
+    }
+
+    /// When [`handle_timeout`](Peer::handle_timeout) should be called next, or `None` if no
+    /// timer is armed. Always later than the latest `now` given.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.timers.resend, self.timers.disconnected]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Observers
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// Our ICE role towards this remote.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Our public key.
+    pub fn local_key(&self) -> PublicKey {
+        self.local_key
+    }
+
+    /// The remote's public key.
+    pub fn remote_key(&self) -> PublicKey {
+        self.remote_key
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current agent, if one is live.
+    pub fn agent(&self) -> Option<AgentId> {
+        self.session.as_ref().map(|s| AgentId(s.epoch))
+    }
+
+    /// Our current session and its newest version.
+    pub fn local_session(&self) -> Option<SessionRef> {
+        self.session.as_ref().map(|s| SessionRef {
+            epoch: s.epoch,
+            version: s.version,
+        })
+    }
+
+    /// Our current credentials.
+    pub fn local_credentials(&self) -> Option<&Credentials> {
+        self.session.as_ref().map(|s| &s.credentials)
+    }
+
+    /// The remote session we are bound to (its newest applied version).
+    pub fn remote_session(&self) -> Option<SessionRef> {
+        self.bound().map(|(r, _)| r)
+    }
+
+    /// The credentials of the remote session we are bound to.
+    pub fn remote_credentials(&self) -> Option<&Credentials> {
+        self.remote().map(|r| &r.credentials)
+    }
+
+    /// True if the remote acknowledged our current session.
+    pub fn is_confirmed(&self) -> bool {
+        self.bound().is_some_and(|(_, c)| c)
+    }
+
+    /// The newest remote `(epoch, version)` ever applied (never goes back).
+    pub fn newest_applied(&self) -> Option<SessionRef> {
+        self.newest_applied
+    }
+
+    /// How many remote candidates were passed to the current agent.
+    pub fn remote_candidates_added(&self) -> usize {
+        self.remote().map_or(0, |r| r.added)
+    }
+
+    /// Our local candidates of the current session.
+    pub fn local_candidates(&self) -> &[Candidate] {
+        self.session.as_ref().map_or(&[], |s| &s.candidates)
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// True after [`close`](Peer::close).
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// The description of our current session, as it would be sent now.
+    pub fn description(&self) -> Option<Description> {
+        let s = self.session.as_ref()?;
+        Some(Description {
+            session: SessionRef {
+                epoch: s.epoch,
+                version: s.version,
+            },
+            ack: s.remote.as_ref().map(|r| r.session),
+            need_reply: s.acked != Some(s.version),
+            credentials: s.credentials.clone(),
+            candidates: s.candidates.clone(),
+            end_of_candidates: s.end_of_candidates,
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Internals
+
+    /// Checks the clock and fires due timers.
+    fn advance(&mut self, now: Instant) -> Result<(), Error> {
+        if self.last_now.is_some_and(|last| now < last) {
+            return Err(Error::TimeWentBackwards);
+        }
+        self.last_now = Some(now);
+        if self.timers.disconnected.is_some_and(|t| t <= now) {
+            self.timers.disconnected = None;
+            if self.state == ConnectionState::Disconnected {
+                self.restart_session(now, RestartCause::DisconnectedTimeout)?;
+            }
+        }
+        if self.timers.resend.is_some_and(|t| t <= now) {
+            // Rule RESEND_UNACKED: re-send the newest description with back-off until the
+            // remote acknowledges it. cunicu re-sends only while Idle, so a lost candidate
+            // message stalls until ICE fails 30 s later; a lost reply deadlocks (B2).
+            self.timers.resend_attempt = self.timers.resend_attempt.saturating_add(1);
+            let delay = self
+                .config
+                .backoff
+                .interval(self.timers.resend_attempt, &mut self.rng);
+            self.timers.resend = Some(now + delay);
+            self.send_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Shape checks that need no state: a description failing them is never applied.
+    fn validate(&self, d: &Description) -> Result<(), DescriptionError> {
+        if !d.credentials.is_well_formed() {
+            return Err(DescriptionError::BadCredentials);
+        }
+        if d.candidates.len() > self.config.max_candidates {
+            return Err(DescriptionError::TooManyCandidates {
+                count: d.candidates.len(),
+                max: self.config.max_candidates,
+            });
+        }
+        let current = self.local_session().expect("a live peer always has a session");
+        if let Some(ack) = d.ack {
+            // Rule ACK_FROM_FUTURE: nobody can have applied a session or version we never sent.
+            if ack > current {
+                return Err(DescriptionError::AckFromFuture { ack, current });
+            }
+        }
+        Ok(())
+    }
+
+    /// A newer version of the bound session must extend it, never rewrite it.
+    fn validate_update(&self, d: &Description) -> Result<(), DescriptionError> {
+        let r = self.remote().expect("Update is only judged for a bound session");
+        if d.credentials != r.credentials {
+            return Err(DescriptionError::CredentialsChanged);
+        }
+        if !d.candidates.starts_with(&r.candidates) {
+            return Err(DescriptionError::CandidatesRewritten);
+        }
+        if r.end_of_candidates && !d.end_of_candidates {
+            return Err(DescriptionError::EndOfCandidatesWithdrawn);
+        }
+        Ok(())
+    }
+
+    fn view(&self) -> View {
+        View {
+            newest_applied: self.newest_applied,
+            bound: self.bound(),
+        }
+    }
+
+    fn bound(&self) -> Option<(SessionRef, bool)> {
+        self.remote().map(|r| (r.session, r.confirmed))
+    }
+
+    fn remote(&self) -> Option<&RemoteSession> {
+        self.session.as_ref()?.remote.as_ref()
+    }
+
+    fn session_mut(&mut self) -> &mut LocalSession {
+        // Inputs reach here only after the shut-down check, and a live peer always has a
+        // session (start_session runs in `new` and at the end of every restart).
+        self.session.as_mut().expect("a live peer always has a session")
+    }
+
+    /// Local candidates are expected once gathering was started (from New on).
+    fn is_gathering(&self) -> bool {
+        use ConnectionState::*;
+        matches!(
+            self.state,
+            New | Connecting | Checking | Connected | Completed | Disconnected
+        )
+    }
+
+    /// Rules BIND / REBIND_UNCONFIRMED: accept `d`'s session as the remote of the current
+    /// local session.
+    fn bind(&mut self, now: Instant, d: &Description) -> Result<(), Error> {
+        let policy = self.config.policy;
+        let session = self.session_mut();
+        session.remote = Some(RemoteSession {
+            session: d.session,
+            credentials: d.credentials.clone(),
+            candidates: d.candidates.clone(),
+            end_of_candidates: d.end_of_candidates,
+            // Seed 001 has no acknowledgement: its peers connect as soon as they can.
+            confirmed: policy == RestartPolicy::Seed,
+            added: 0,
+            end_told: false,
+        });
+        self.newest_applied = Some(d.session);
+        self.take_ack(d);
+        // Our description now acknowledges another remote session: a new version.
+        self.publish(now, true);
+        if self.state == ConnectionState::Idle {
+            let agent = self.agent().expect("a live peer always has a session");
+            self.set_state(Trigger::RemoteCredentials)?;
+            self.queue
+                .push_back(Output::Agent(AgentCommand::Gather { agent }));
+        }
+        self.progress();
+        Ok(())
+    }
+
+    /// Rule UPDATE: apply a newer version of the bound remote session.
+    fn update(&mut self, d: &Description) {
+        let session = self.session_mut();
+        let r = session
+            .remote
+            .as_mut()
+            .expect("Update is only judged for a bound session");
+        let mut dropped = 0;
+        if r.end_of_candidates {
+            // Rule END_OF_CANDIDATES: after end-of-candidates, further candidates of that
+            // session are ignored (RFC 8838 §14).
+            dropped = d.candidates.len() - r.candidates.len();
+        } else {
+            r.candidates = d.candidates.clone();
+            r.end_of_candidates = d.end_of_candidates;
+        }
+        r.session = d.session;
+        self.newest_applied = Some(d.session);
+        self.take_ack(d);
+        self.send_pending |= d.need_reply;
+        if dropped > 0 {
+            self.queue.push_back(Output::Event(
+                Event::CandidatesAfterEndOfCandidates { count: dropped },
+            ));
+        }
+    }
+
+    /// Processes the acknowledgement piggybacked on a description of the bound session: it
+    /// confirms the binding and stops re-sends once our newest version is acknowledged.
+    fn take_ack(&mut self, d: &Description) {
+        let session = self.session_mut();
+        let Some(ack) = d.ack.filter(|a| a.epoch == session.epoch) else {
+            return;
+        };
+        session.acked = session.acked.max(Some(ack.version));
+        if let Some(r) = session.remote.as_mut() {
+            if r.session.epoch == d.session.epoch {
+                r.confirmed = true;
+            }
+        }
+        if session.acked == Some(session.version) {
+            self.timers.resend = None;
+            self.timers.resend_attempt = 0;
+        }
+    }
+
+    /// Drives the agent after any change: the connect guard, then trickling remote candidates
+    /// and end-of-candidates to a connecting or connected agent.
+    fn progress(&mut self) {
+        let state = self.state;
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let agent = AgentId(session.epoch);
+        let local = session.candidates.len();
+        let Some(r) = session.remote.as_mut() else {
+            return;
+        };
+        let connect = state == ConnectionState::New
+            && rules::connect_guard(r.confirmed, local, r.candidates.len());
+        // Rule CANDIDATE_BINDING: only the bound, confirmed session's candidates ever reach
+        // the agent, and only once it connects; earlier they are held in `r.candidates`.
+        if connect || (r.added > 0 && state.has_agent()) {
+            for candidate in &r.candidates[r.added..] {
+                self.queue
+                    .push_back(Output::Agent(AgentCommand::AddRemoteCandidate {
+                        agent,
+                        candidate: candidate.clone(),
+                    }));
+            }
+            r.added = r.candidates.len();
+        }
+        if connect {
+            self.queue.push_back(Output::Agent(AgentCommand::Connect {
+                agent,
+                remote: r.credentials.clone(),
+            }));
+        }
+        if r.added > 0 && r.end_of_candidates && !r.end_told {
+            r.end_told = true;
+            self.queue
+                .push_back(Output::Agent(AgentCommand::EndOfRemoteCandidates { agent }));
+        }
+        if connect {
+            // The guard checked the state is New, which has a Connect edge.
+            let _ = self.set_state(Trigger::Connect);
+        }
+    }
+
+    /// Queues the current description and (re)arms the re-send timer from the first attempt.
+    fn publish(&mut self, now: Instant, bump: bool) {
+        let session = self.session_mut();
+        if bump {
+            session.version = session.version.saturating_add(1);
+        }
+        let unacked = session.acked != Some(session.version);
+        self.send_pending = true;
+        self.timers.resend_attempt = 0;
+        self.timers.resend = unacked.then(|| now + self.config.backoff.interval(0, &mut self.rng));
+    }
+
+    fn agent_transition(&mut self, trigger: Trigger, event: &'static str) -> Result<(), Error> {
+        let state = self.state;
+        if transition(state, trigger).is_none() {
+            return Err(TransitionError { state, event }.into());
+        }
+        self.set_state(trigger)
+    }
+
+    /// The only place the state changes: along an edge of the transition table.
+    fn set_state(&mut self, trigger: Trigger) -> Result<(), Error> {
+        let from = self.state;
+        let to = transition(from, trigger).ok_or(TransitionError {
+            state: from,
+            event: "internal",
+        })?;
+        self.state = to;
+        if from != to {
+            self.queue
+                .push_back(Output::Event(Event::StateChanged { from, to, trigger }));
+        }
+        Ok(())
+    }
+
+    /// Rule NEW_SESSION: a new epoch, fresh credentials and a new agent, announced at once.
+    fn start_session(&mut self, now: Instant) -> Result<(), Error> {
+        // Rule NO_AGENT_AFTER_CLOSE (cunicu B5): a shut-down peer never creates an agent, and
+        // the previous agent was closed before (commands are carried out in order).
+        if self.shut_down {
+            return Err(Error::ShutDown);
+        }
+        let epoch = self.next_epoch;
+        self.next_epoch = self.next_epoch.saturating_add(1);
+        let credentials = Credentials::generate(&mut self.rng);
+        self.set_state(Trigger::CreateAgent)?;
+        self.queue.push_back(Output::Agent(AgentCommand::Create {
+            agent: AgentId(epoch),
+            credentials: credentials.clone(),
+            role: self.role,
+        }));
+        self.session = Some(LocalSession {
+            epoch,
+            version: 0,
+            credentials,
+            candidates: Vec::new(),
+            end_of_candidates: false,
+            acked: None,
+            remote: None,
+        });
+        self.publish(now, false);
+        Ok(())
+    }
+
+    /// Closes the current session (if not already Closed) and starts a new one.
+    fn restart_session(&mut self, now: Instant, cause: RestartCause) -> Result<(), Error> {
+        if self.state != ConnectionState::Closed {
+            self.set_state(Trigger::Restart)?;
+        }
+        if let Some(agent) = self.agent() {
+            self.queue.push_back(Output::Agent(AgentCommand::Close { agent }));
+        }
+        self.session = None;
+        self.timers = Timers::default();
+        self.restarts = self.restarts.saturating_add(1);
+        self.queue.push_back(Output::Event(Event::Restarted {
+            cause,
+            restarts: self.restarts,
+        }));
+        self.start_session(now)
+    }
+}
