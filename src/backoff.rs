@@ -70,7 +70,10 @@ mod tests {
         let ms: Vec<u128> = (0..14).map(|k| b.nominal(k).as_millis()).collect();
         assert_eq!(
             ms,
-            [500, 750, 1125, 1687, 2531, 3796, 5695, 8542, 12814, 19221, 28832, 43248, 60000, 60000]
+            [
+                500, 750, 1125, 1687, 2531, 3796, 5695, 8542, 12814, 19221, 28832, 43248, 60000,
+                60000
+            ]
         );
     }
 
@@ -95,7 +98,10 @@ mod tests {
             let (lo, hi) = b.bounds(k);
             for _ in 0..50 {
                 let d = b.interval(k, &mut rng);
-                assert!(d >= lo && d <= hi, "attempt {k}: {d:?} not in [{lo:?}, {hi:?}]");
+                assert!(
+                    d >= lo && d <= hi,
+                    "attempt {k}: {d:?} not in [{lo:?}, {hi:?}]"
+                );
             }
         }
     }

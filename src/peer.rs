@@ -307,9 +307,7 @@ impl Peer {
                 self.agent_transition(Trigger::AgentConnected, "Connected")?;
                 self.timers.disconnected = None;
             }
-            AgentEvent::Completed => {
-                self.agent_transition(Trigger::AgentCompleted, "Completed")?
-            }
+            AgentEvent::Completed => self.agent_transition(Trigger::AgentCompleted, "Completed")?,
             AgentEvent::Disconnected => {
                 self.agent_transition(Trigger::AgentDisconnected, "Disconnected")?;
                 self.timers.disconnected = Some(now + self.config.disconnected_timeout);
@@ -354,7 +352,8 @@ impl Peer {
         let agent = self.agent();
         self.set_state(Trigger::Shutdown)?;
         if let Some(agent) = agent {
-            self.queue.push_back(Output::Agent(AgentCommand::Close { agent }));
+            self.queue
+                .push_back(Output::Agent(AgentCommand::Close { agent }));
         }
         self.shut_down = true;
         self.session = None;
@@ -529,7 +528,9 @@ impl Peer {
                 max: self.config.max_candidates,
             });
         }
-        let current = self.local_session().expect("a live peer always has a session");
+        let current = self
+            .local_session()
+            .expect("a live peer always has a session");
         if let Some(ack) = d.ack {
             // Rule ACK_FROM_FUTURE: nobody can have applied a session or version we never sent.
             if ack > current {
@@ -541,7 +542,9 @@ impl Peer {
 
     /// A newer version of the bound session must extend it, never rewrite it.
     fn validate_update(&self, d: &Description) -> Result<(), DescriptionError> {
-        let r = self.remote().expect("Update is only judged for a bound session");
+        let r = self
+            .remote()
+            .expect("Update is only judged for a bound session");
         if d.credentials != r.credentials {
             return Err(DescriptionError::CredentialsChanged);
         }
@@ -572,7 +575,9 @@ impl Peer {
     fn session_mut(&mut self) -> &mut LocalSession {
         // Inputs reach here only after the shut-down check, and a live peer always has a
         // session (start_session runs in `new` and at the end of every restart).
-        self.session.as_mut().expect("a live peer always has a session")
+        self.session
+            .as_mut()
+            .expect("a live peer always has a session")
     }
 
     /// Local candidates are expected once gathering was started (from New on).
@@ -626,7 +631,9 @@ impl Peer {
             // session are ignored (RFC 8838 §14).
             dropped = d.candidates.len() - r.candidates.len();
         } else {
-            r.candidates = d.candidates.clone();
+            // validate_update checked that `d.candidates` extends `r.candidates`.
+            let known = r.candidates.len();
+            r.candidates.extend_from_slice(&d.candidates[known..]);
             r.end_of_candidates = d.end_of_candidates;
         }
         r.session = d.session;
@@ -634,9 +641,10 @@ impl Peer {
         self.take_ack(d);
         self.send_pending |= d.need_reply;
         if dropped > 0 {
-            self.queue.push_back(Output::Event(
-                Event::CandidatesAfterEndOfCandidates { count: dropped },
-            ));
+            self.queue
+                .push_back(Output::Event(Event::CandidatesAfterEndOfCandidates {
+                    count: dropped,
+                }));
         }
     }
 
@@ -772,7 +780,8 @@ impl Peer {
             self.set_state(Trigger::Restart)?;
         }
         if let Some(agent) = self.agent() {
-            self.queue.push_back(Output::Agent(AgentCommand::Close { agent }));
+            self.queue
+                .push_back(Output::Agent(AgentCommand::Close { agent }));
         }
         self.session = None;
         self.timers = Timers::default();

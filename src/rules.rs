@@ -153,10 +153,22 @@ mod tests {
             classify(p, view(Some(b), Some((b, true))), s(4, 9)),
             Verdict::Stale { newest: b }
         );
-        assert_eq!(classify(p, view(Some(b), Some((b, true))), b), Verdict::Duplicate);
-        assert_eq!(classify(p, view(Some(b), Some((b, true))), s(5, 4)), Verdict::Update);
-        assert_eq!(classify(p, view(Some(b), Some((b, true))), s(6, 0)), Verdict::RemoteRestart);
-        assert_eq!(classify(p, view(Some(b), Some((b, false))), s(6, 0)), Verdict::Rebind);
+        assert_eq!(
+            classify(p, view(Some(b), Some((b, true))), b),
+            Verdict::Duplicate
+        );
+        assert_eq!(
+            classify(p, view(Some(b), Some((b, true))), s(5, 4)),
+            Verdict::Update
+        );
+        assert_eq!(
+            classify(p, view(Some(b), Some((b, true))), s(6, 0)),
+            Verdict::RemoteRestart
+        );
+        assert_eq!(
+            classify(p, view(Some(b), Some((b, false))), s(6, 0)),
+            Verdict::Rebind
+        );
         // After a local restart the new session is unbound, but the floor stays.
         assert_eq!(
             classify(p, view(Some(b), None), s(5, 1)),
@@ -170,12 +182,18 @@ mod tests {
         let p = RestartPolicy::Seed;
         let b = s(5, 3);
         // An OLD session's initial offer restarts under the seed rule.
-        assert_eq!(classify(p, view(Some(b), Some((b, true))), s(4, 0)), Verdict::RemoteRestart);
+        assert_eq!(
+            classify(p, view(Some(b), Some((b, true))), s(4, 0)),
+            Verdict::RemoteRestart
+        );
         assert_eq!(
             classify(p, view(Some(b), Some((b, true))), s(4, 1)),
             Verdict::SeedNotVersionZero
         );
-        assert_eq!(classify(p, view(Some(b), Some((b, true))), s(5, 4)), Verdict::Update);
+        assert_eq!(
+            classify(p, view(Some(b), Some((b, true))), s(5, 4)),
+            Verdict::Update
+        );
     }
 
     #[test]

@@ -20,6 +20,13 @@ use icepact::{
 pub const A_KEY: PublicKey = PublicKey([1; 32]);
 pub const B_KEY: PublicKey = PublicKey([2; 32]);
 
+/// One fixed start instant per test process, so that two harness runs of the same inputs give
+/// equal peers.
+pub fn base() -> Instant {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
 /// The fake agent of one peer.
 #[derive(Clone, Debug, Default)]
 pub struct FakeAgent {
@@ -98,7 +105,7 @@ impl Pair {
     }
 
     pub fn with_seeds(config: Config, seed_a: u64, seed_b: u64) -> Pair {
-        let now = Instant::now();
+        let now = base();
         let a = Peer::new(config, A_KEY, B_KEY, 100, seed_a, now).unwrap();
         let b = Peer::new(config, B_KEY, A_KEY, 100, seed_b, now).unwrap();
         let mut pair = Pair {
@@ -229,7 +236,7 @@ impl Pair {
     }
 
     /// Both agents connect when each was told to connect with the other's current credentials.
-    fn agents_meet(&mut self) -> bool {
+    pub fn agents_meet(&mut self) -> bool {
         let (a, b) = (&self.a.agent, &self.b.agent);
         let ok = a.id.is_some()
             && b.id.is_some()
@@ -259,29 +266,51 @@ impl Pair {
         true
     }
 
+    /// Handles the next pending event of a peer's agent. False if none.
+    pub fn agent_step(&mut self, is_a: bool) -> bool {
+        let Some((id, ev)) = self.node(is_a).events.pop_front() else {
+            return false;
+        };
+        let now = self.now;
+        let _ = self
+            .node(is_a)
+            .peer
+            .handle_agent_event(now, id, ev)
+            .unwrap();
+        self.drain(is_a);
+        self.check_invariants();
+        true
+    }
+
+    /// Delivers the message at `idx` (modulo the inbox length) of a peer's inbox: any message,
+    /// not just the first, so the network reorders. False if the inbox is empty.
+    pub fn deliver(&mut self, is_a: bool, idx: usize) -> bool {
+        let inbox = &mut self.node(is_a).inbox;
+        if inbox.is_empty() {
+            return false;
+        }
+        let d = inbox.remove(idx % inbox.len()).unwrap();
+        let now = self.now;
+        let before = self.node(is_a).peer.newest_applied();
+        let _ = self.node(is_a).peer.handle_description(now, &d).unwrap();
+        let after = self.node(is_a).peer.newest_applied();
+        assert!(after >= before, "applied remote version went back");
+        self.drain(is_a);
+        self.check_invariants();
+        true
+    }
+
     /// One step: an agent event, else a message, else agents meeting, else a timer.
     /// Returns false when nothing at all is pending.
     pub fn step(&mut self) -> bool {
         self.steps += 1;
         for is_a in [true, false] {
-            if let Some((id, ev)) = self.node(is_a).events.pop_front() {
-                let now = self.now;
-                let _ = self
-                    .node(is_a)
-                    .peer
-                    .handle_agent_event(now, id, ev)
-                    .unwrap();
-                self.drain(is_a);
-                self.check_invariants();
+            if self.agent_step(is_a) {
                 return true;
             }
         }
         for is_a in [true, false] {
-            if let Some(d) = self.node(is_a).inbox.pop_front() {
-                let now = self.now;
-                let _ = self.node(is_a).peer.handle_description(now, &d).unwrap();
-                self.drain(is_a);
-                self.check_invariants();
+            if self.deliver(is_a, 0) {
                 return true;
             }
         }

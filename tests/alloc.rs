@@ -1,0 +1,50 @@
+//! The stale-description path does not allocate (counted with a global allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use icepact::{Config, Disposition, IgnoreReason, Output, Peer, PublicKey};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn stale_description_path_does_not_allocate() {
+    let now = Instant::now();
+    let (ka, kb) = (PublicKey([1; 32]), PublicKey([2; 32]));
+    let mut a = Peer::new(Config::default(), ka, kb, 1, 1, now).unwrap();
+    let mut b = Peer::new(Config::default(), kb, ka, 1, 2, now).unwrap();
+    let first = a.description().unwrap();
+    while a.poll_output().is_some() {}
+    let _ = b.handle_description(now, &first).unwrap();
+    while b.poll_output().is_some() {}
+    let mut newer = first.clone();
+    newer.session.version += 1;
+    let _ = b.handle_description(now, &newer).unwrap();
+    while b.poll_output().is_some() {}
+
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..100 {
+        let got = b.handle_description(now, &first).unwrap();
+        assert!(matches!(
+            got,
+            Disposition::Ignored(IgnoreReason::Stale { .. })
+        ));
+        assert!(!matches!(b.poll_output(), Some(Output::Send(_))));
+    }
+    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 0);
+}

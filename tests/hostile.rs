@@ -1,0 +1,49 @@
+//! proptest: a single peer fed arbitrary schedules (descriptions that are stale, contradictory or
+//! from the future, agent events out of place, time jumps, restarts) never panics; every error
+//! leaves it unchanged; every state change is a table edge; `poll_timeout` is always in the
+//! future; the newest applied remote version never goes back.
+
+use std::time::Instant;
+
+use icepact::state::is_edge;
+use icepact::strategies::{schedule, Step};
+use icepact::{Config, Event, Output, Peer, PublicKey};
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_schedules_never_break_the_peer(steps in schedule(40), local_smaller in any::<bool>()) {
+        let (l, r) = if local_smaller { ([1; 32], [2; 32]) } else { ([2; 32], [1; 32]) };
+        let mut now = Instant::now();
+        let mut peer = Peer::new(Config::default(), PublicKey(l), PublicKey(r), 3, 5, now).unwrap();
+        for step in steps {
+            let before = peer.clone();
+            let result = match step {
+                Step::Description(d) => peer.handle_description(now, &d).map(|_| ()),
+                Step::AgentEvent(e) => {
+                    let agent = peer.agent().unwrap();
+                    peer.handle_agent_event(now, agent, e).map(|_| ())
+                }
+                Step::Wait(d) => {
+                    now += d;
+                    peer.handle_timeout(now)
+                }
+                Step::Restart => peer.restart(now),
+            };
+            if result.is_err() {
+                prop_assert_eq!(&peer, &before, "an error changed the peer: {:?}", result);
+            }
+            prop_assert!(peer.newest_applied() >= before.newest_applied());
+            while let Some(out) = peer.poll_output() {
+                if let Output::Event(Event::StateChanged { from, to, .. }) = out {
+                    prop_assert!(is_edge(from, to), "{} -> {}", from, to);
+                }
+            }
+            if let Some(t) = peer.poll_timeout() {
+                prop_assert!(t > now, "poll_timeout in the past");
+            }
+        }
+    }
+}
