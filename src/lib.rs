@@ -57,6 +57,7 @@ mod config;
 mod credentials;
 mod description;
 mod error;
+pub mod invariants;
 mod keys;
 mod peer;
 mod rng;

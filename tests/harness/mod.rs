@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use icepact::state::is_edge;
+use icepact::invariants;
 use icepact::{
     AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Credentials,
     Description, Event, Output, Peer, PublicKey, SessionRef,
@@ -147,7 +147,7 @@ impl Pair {
                 }
                 Output::Agent(cmd) => self.agent_command(is_a, cmd),
                 Output::Event(Event::StateChanged { from, to, .. }) => {
-                    assert!(is_edge(from, to), "{from} -> {to} is not an edge");
+                    invariants::table_edge(from, to).unwrap();
                     self.node(is_a).transitions.push((from, to));
                 }
                 Output::Event(Event::Restarted { cause, .. }) => {
@@ -291,10 +291,9 @@ impl Pair {
         }
         let d = inbox.remove(idx % inbox.len()).unwrap();
         let now = self.now;
-        let before = self.node(is_a).peer.newest_applied();
+        let before = self.node(is_a).peer.clone();
         let _ = self.node(is_a).peer.handle_description(now, &d).unwrap();
-        let after = self.node(is_a).peer.newest_applied();
-        assert!(after >= before, "applied remote version went back");
+        invariants::monotonic_versions(&before, &self.node(is_a).peer).unwrap();
         self.drain(is_a);
         self.check_invariants();
         true
