@@ -78,3 +78,7 @@ pub use keys::{PublicKey, Role};
 pub use peer::{Event, Output, Peer, RestartCause};
 pub use rules::RestartPolicy;
 pub use state::{ConnectionState, Trigger};
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
