@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::description::SessionRef;
 use crate::peer::Peer;
 use crate::state::{is_edge, ConnectionState};
 
@@ -27,6 +28,10 @@ pub enum Invariant {
     ConnectedWithCurrentCredentials,
     /// Restarts are bounded by the faults that cause them (no storms).
     NoRestartStorm,
+    /// At most one live agent per session end, and none after shutdown.
+    OneAgent,
+    /// Liveness: once faults stop, every pair converges within the stated bound.
+    Converges,
 }
 
 impl Invariant {
@@ -39,6 +44,8 @@ impl Invariant {
             Invariant::MonotonicVersions => "monotonic versions",
             Invariant::ConnectedWithCurrentCredentials => "connected with current creds",
             Invariant::NoRestartStorm => "restarts <= faults",
+            Invariant::OneAgent => "one agent at a time",
+            Invariant::Converges => "converges after heal",
         }
     }
 }
@@ -85,17 +92,26 @@ pub fn opposite_roles(a: &Peer, b: &Peer) -> Result<(), Violation> {
 
 /// [`Invariant::MonotonicVersions`] across one input to a peer.
 pub fn monotonic_versions(before: &Peer, after: &Peer) -> Result<(), Violation> {
-    check(
-        after.newest_applied() >= before.newest_applied(),
-        Invariant::MonotonicVersions,
-        || {
-            format!(
-                "newest applied went from {:?} to {:?}",
-                before.newest_applied(),
-                after.newest_applied()
-            )
-        },
-    )
+    monotonic_applied(before.newest_applied(), after.newest_applied())
+}
+
+/// [`Invariant::MonotonicVersions`] on the newest applied remote `(epoch, version)` before and
+/// after one input (for callers that do not keep a copy of the peer).
+pub fn monotonic_applied(
+    before: Option<SessionRef>,
+    after: Option<SessionRef>,
+) -> Result<(), Violation> {
+    check(after >= before, Invariant::MonotonicVersions, || {
+        format!("newest applied went from {before:?} to {after:?}")
+    })
+}
+
+/// [`Invariant::OneAgent`]: a `Create` command arrives while the previous agent of the same
+/// session end is still live (`live`), or after shutdown.
+pub fn one_agent(live: bool) -> Result<(), Violation> {
+    check(!live, Invariant::OneAgent, || {
+        "an agent was created while another was live".to_string()
+    })
 }
 
 /// [`Invariant::ConnectedWithCurrentCredentials`]: call when `peer` enters Connected.

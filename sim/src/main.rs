@@ -1,0 +1,248 @@
+//! `icepact-sim`: sweep seeds, replay one, shrink a failure, or run the whole verification.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use icepact::RestartPolicy;
+use icepact_sim::{run_seed, shrink, sweep, Plan, SimConfig, Summary};
+
+#[derive(Parser)]
+#[command(version, about = "Deterministic simulator of icepact peers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Policy {
+    /// The project's epoch rule.
+    Epoch,
+    /// Seed 001's restart rule.
+    Seed,
+}
+
+impl From<Policy> for RestartPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Epoch => RestartPolicy::Epoch,
+            Policy::Seed => RestartPolicy::Seed,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run many seeds (swarm: each seed draws its own fault profile) and print a summary.
+    Sweep {
+        /// Number of seeds.
+        #[arg(long, default_value_t = 2_000)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Nodes in the mesh.
+        #[arg(long, default_value_t = 2)]
+        peers: usize,
+        /// Restart policy under test.
+        #[arg(long, value_enum, default_value_t = Policy::Epoch)]
+        policy: Policy,
+        /// Exit non-zero unless at least one violation is found (to prove the simulator can
+        /// catch a known-broken policy).
+        #[arg(long)]
+        expect_violation: bool,
+    },
+    /// Re-run one seed exactly and print its plan, outcome and trace.
+    Replay {
+        /// The seed.
+        seed: u64,
+        /// Nodes in the mesh.
+        #[arg(long, default_value_t = 2)]
+        peers: usize,
+        /// Restart policy under test.
+        #[arg(long, value_enum, default_value_t = Policy::Epoch)]
+        policy: Policy,
+        /// Write the trace as JSON Lines here.
+        #[arg(long)]
+        jsonl: Option<PathBuf>,
+        /// Write the trace as a Mermaid sequenceDiagram here.
+        #[arg(long)]
+        mermaid: Option<PathBuf>,
+    },
+    /// Shrink the fault plan of a failing seed to a minimal one.
+    Shrink {
+        /// The seed.
+        seed: u64,
+        /// Nodes in the mesh.
+        #[arg(long, default_value_t = 2)]
+        peers: usize,
+        /// Restart policy under test.
+        #[arg(long, value_enum, default_value_t = Policy::Epoch)]
+        policy: Policy,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Sweep {
+            seeds,
+            first,
+            threads,
+            peers,
+            policy,
+            expect_violation,
+        } => {
+            let Some(cfg) = config(peers, policy) else {
+                return ExitCode::FAILURE;
+            };
+            let threads = threads.unwrap_or_else(cores);
+            let summary = sweep(&cfg, first, seeds, threads, true);
+            print_summary(&cfg, &summary);
+            let ok = if expect_violation {
+                !summary.violations.is_empty()
+            } else {
+                summary.violations.is_empty()
+            };
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Cmd::Replay {
+            seed,
+            peers,
+            policy,
+            jsonl,
+            mermaid,
+        } => {
+            let Some(mut cfg) = config(peers, policy) else {
+                return ExitCode::FAILURE;
+            };
+            cfg.trace = true;
+            let plan = Plan::from_seed(seed, peers);
+            println!("seed {seed}\n{plan}");
+            let (outcome, trace) = run_seed(&cfg, seed);
+            for e in trace.entries() {
+                println!("{:>12.6}s {:?}", e.at_us as f64 / 1e6, e.kind);
+            }
+            println!("{:?}", outcome.stats);
+            println!("trace hash {:016x}", outcome.trace_hash);
+            if let Some(p) = jsonl {
+                if let Err(e) = std::fs::write(&p, trace.to_jsonl()) {
+                    eprintln!("cannot write {}: {e}", p.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            if let Some(p) = mermaid {
+                if let Err(e) = std::fs::write(&p, trace.to_mermaid(peers, 400)) {
+                    eprintln!("cannot write {}: {e}", p.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            match outcome.violation {
+                Some(v) => {
+                    println!("VIOLATION: {v}");
+                    ExitCode::FAILURE
+                }
+                None => {
+                    println!(
+                        "ok: converged {:?} after heal at {:?}",
+                        outcome.converged_after, outcome.heal
+                    );
+                    ExitCode::SUCCESS
+                }
+            }
+        }
+        Cmd::Shrink {
+            seed,
+            peers,
+            policy,
+        } => {
+            let Some(cfg) = config(peers, policy) else {
+                return ExitCode::FAILURE;
+            };
+            let plan = Plan::from_seed(seed, peers);
+            let (first, _) = run_seed(&cfg, seed);
+            let Some(v) = first.violation else {
+                println!("seed {seed} does not fail; nothing to shrink");
+                return ExitCode::SUCCESS;
+            };
+            println!("seed {seed} fails: {v}\n{plan}");
+            let (min, runs) = shrink(&cfg, seed, &plan);
+            println!("\nshrunk in {runs} runs to:\n{min}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn config(peers: usize, policy: Policy) -> Option<SimConfig> {
+    if !(2..=256).contains(&peers) {
+        eprintln!("--peers must be between 2 and 256");
+        return None;
+    }
+    Some(SimConfig::new(peers, policy.into()))
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()))
+}
+
+fn print_summary(cfg: &SimConfig, s: &Summary) {
+    let st = &s.stats;
+    println!(
+        "policy {:?}, {} peers: {} seeds in {:.1}s on {} threads",
+        cfg.core.policy,
+        cfg.peers,
+        s.seeds,
+        s.wall.as_secs_f64(),
+        s.threads
+    );
+    println!(
+        "faults injected: {} drops, {} duplicates, {} partitioned messages ({} partitions), {} replays, {} crashes, {} agent faults, {} restart requests",
+        st.dropped, st.duplicated, st.partitioned, st.partitions, st.replayed, st.crashes, st.agent_faults, st.restart_requests
+    );
+    println!(
+        "messages: {} sent, {} delivered, {} ignored as stale/duplicate; {} session restarts",
+        st.sent, st.delivered, st.ignored, st.restarts
+    );
+    println!(
+        "violations: {}; converged after heal: {}/{} ({:.2} %)",
+        s.violations.len(),
+        s.converged,
+        s.seeds,
+        100.0 * s.converged as f64 / s.seeds.max(1) as f64
+    );
+    println!(
+        "convergence after heal: p50 {} p99 {} max {} (bound {:.0}s)",
+        secs(s.convergence_quantile(0.5)),
+        secs(s.convergence_quantile(0.99)),
+        secs(s.convergence.last().copied()),
+        cfg.liveness_bound().as_secs_f64()
+    );
+    println!(
+        "throughput: {:.0} simulated events/s per core, {:.0} signaling messages/s per core",
+        s.events_per_sec_per_core(),
+        s.messages_per_sec_per_core()
+    );
+    for (seed, v) in s.violations.iter().take(5) {
+        println!("\nseed {seed}: {v}\n{}", Plan::from_seed(*seed, cfg.peers));
+        println!(
+            "reproduce: cargo run --release -p icepact-sim -- replay {seed} --peers {} --policy {}",
+            cfg.peers,
+            match cfg.core.policy {
+                RestartPolicy::Seed => "seed",
+                _ => "epoch",
+            }
+        );
+    }
+}
