@@ -63,9 +63,15 @@ pub enum TraceKind {
         cause: String,
     },
     /// A fault or a milestone.
-    Fault(String),
+    Fault {
+        /// What.
+        what: String,
+    },
     /// An invariant was violated.
-    Violation(String),
+    Violation {
+        /// What.
+        what: String,
+    },
 }
 
 /// One trace line.
@@ -138,7 +144,7 @@ impl Trace {
     pub fn to_jsonl(&self) -> String {
         let mut out = String::new();
         for e in &self.entries {
-            // Serialising plain data with string keys cannot fail.
+            // Plain data with struct variants and string keys always serialises.
             out.push_str(&serde_json::to_string(e).expect("trace entries serialise"));
             out.push('\n');
         }
@@ -196,10 +202,10 @@ impl Trace {
                 } => {
                     format!("Note over N{node}: restart towards N{remote}: {cause}")
                 }
-                TraceKind::Fault(f) => {
+                TraceKind::Fault { what: f } => {
                     format!("Note over N0: t={t:.3} {}", f.replace(['{', '}'], ""))
                 }
-                TraceKind::Violation(v) => format!("Note over N0: VIOLATION {v}"),
+                TraceKind::Violation { what: v } => format!("Note over N0: VIOLATION {v}"),
                 TraceKind::Deliver { .. } => continue,
             };
             out.push_str("    ");

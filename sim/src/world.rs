@@ -349,8 +349,12 @@ impl World {
     }
 
     fn violate(&mut self, v: Violation) {
-        self.trace
-            .push(self.now, TraceKind::Violation(v.to_string()));
+        self.trace.push(
+            self.now,
+            TraceKind::Violation {
+                what: v.to_string(),
+            },
+        );
         if self.outcome.violation.is_none() {
             self.outcome.violation = Some(v);
         }
@@ -453,16 +457,24 @@ impl World {
             } => self.check_arrives(from, to, src, dst, reply),
             Ev::Episode(e) => self.episode(e),
             Ev::PartitionEnd { from, to, one_way } => {
-                self.trace
-                    .push(self.now, TraceKind::Fault(format!("heal {from}-{to}")));
+                self.trace.push(
+                    self.now,
+                    TraceKind::Fault {
+                        what: format!("heal {from}-{to}"),
+                    },
+                );
                 self.unblock(from, to);
                 if !one_way {
                     self.unblock(to, from);
                 }
             }
             Ev::Recover { node } => {
-                self.trace
-                    .push(self.now, TraceKind::Fault(format!("node {node} restarts")));
+                self.trace.push(
+                    self.now,
+                    TraceKind::Fault {
+                        what: format!("node {node} restarts"),
+                    },
+                );
                 self.boot(node);
             }
         }
@@ -697,8 +709,12 @@ impl World {
             self.converged_at = None;
         } else if self.converged_at.is_none() {
             self.converged_at = Some(self.now);
-            self.trace
-                .push(self.now, TraceKind::Fault("all pairs converged".into()));
+            self.trace.push(
+                self.now,
+                TraceKind::Fault {
+                    what: "all pairs converged".into(),
+                },
+            );
         }
     }
 
@@ -971,8 +987,12 @@ impl World {
     // Faults
 
     fn episode(&mut self, e: Episode) {
-        self.trace
-            .push(self.now, TraceKind::Fault(format!("{e:?}")));
+        self.trace.push(
+            self.now,
+            TraceKind::Fault {
+                what: format!("{e:?}"),
+            },
+        );
         match e {
             Episode::Partition {
                 for_ms,
