@@ -21,12 +21,14 @@
 mod profile;
 mod shrink;
 mod sweep;
+mod throughput;
 mod trace;
 mod world;
 
 pub use profile::{Episode, Plan, Profile};
 pub use shrink::shrink;
 pub use sweep::{sweep, Summary};
+pub use throughput::{ping_pong, PingPong, Seal};
 pub use trace::{Trace, TraceEntry, TraceKind};
 pub use world::{Outcome, SimConfig, Stats, World};
 

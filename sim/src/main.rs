@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use icepact::RestartPolicy;
-use icepact_sim::{run_seed, shrink, sweep, Plan, SimConfig, Summary};
+use icepact_sim::{ping_pong, run_seed, shrink, sweep, Plan, SimConfig, Summary};
 
 #[derive(Parser)]
 #[command(version, about = "Deterministic simulator of icepact peers")]
@@ -72,6 +72,12 @@ enum Cmd {
         /// Write the trace as a Mermaid sequenceDiagram here.
         #[arg(long)]
         mermaid: Option<PathBuf>,
+    },
+    /// Measure simulated signaling messages per second (ping-pong through two real cores).
+    Throughput {
+        /// Request/reply rounds.
+        #[arg(long, default_value_t = 1_000_000)]
+        rounds: u64,
     },
     /// Shrink the fault plan of a failing seed to a minimal one.
     Shrink {
@@ -158,6 +164,16 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
             }
+        }
+        Cmd::Throughput { rounds } => {
+            let r = ping_pong(rounds, None);
+            println!(
+                "ping-pong, crypto off: {} messages in {:.3}s = {:.0} messages/s (1 thread)",
+                r.messages,
+                r.elapsed.as_secs_f64(),
+                r.per_sec()
+            );
+            ExitCode::SUCCESS
         }
         Cmd::Shrink {
             seed,
