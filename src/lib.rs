@@ -63,6 +63,7 @@ mod peer;
 mod rng;
 pub mod rules;
 pub mod state;
+pub mod wire;
 
 #[cfg(feature = "proptest")]
 pub mod strategies;
