@@ -7,12 +7,12 @@ use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::AeadInPlace;
 use crypto_box::SalsaBox;
 use curve25519_dalek::montgomery::MontgomeryPoint;
-use prost::Message as _;
 use rand_core::CryptoRng;
 
-use super::body::{body_proto, Body};
+use super::body::{write_body, Body};
 use super::error::{BindingError, EnvelopeError, Error, KeyError};
-use super::{proto, Limits};
+use super::pb::{self, Reader, Value};
+use super::Limits;
 use crate::{Description, Disposition, Peer, PublicKey};
 
 /// Length of a Poly1305 tag (libsodium `crypto_box_MACBYTES`).
@@ -76,20 +76,46 @@ impl Header {
 }
 
 /// A decoded envelope whose shape has been checked.
-struct Parsed {
+struct Parsed<'a> {
     header: Header,
-    body: Vec<u8>,
+    body: &'a [u8],
     nonce: [u8; NONCE_LEN],
 }
 
-fn parse_envelope(envelope: &[u8], limits: &Limits) -> Result<Parsed, Error> {
+/// Reads an `Envelope` (and its `EncryptedMessage`) by hand, borrowing from the input. Accepts
+/// what prost accepts for `proto::Envelope`, except groups and `contents` given twice.
+fn parse_envelope<'a>(envelope: &'a [u8], limits: &Limits) -> Result<Parsed<'a>, Error> {
     if envelope.len() > limits.max_envelope_len {
         return Err(Error::TooLarge {
             len: envelope.len(),
             max: limits.max_envelope_len,
         });
     }
-    let e = proto::Envelope::decode(envelope).map_err(EnvelopeError::Protobuf)?;
+    let framing = |_| EnvelopeError::Framing;
+    let (mut sender, mut recipient): (&[u8], &[u8]) = (&[], &[]);
+    let mut contents: Option<(&[u8], &[u8])> = None;
+    let mut r = Reader::new(envelope);
+    while let Some((field, value)) = r.next_field().map_err(framing)? {
+        match (field, value) {
+            (1, Value::Bytes(b)) => sender = b,
+            (2, Value::Bytes(b)) => recipient = b,
+            (3, Value::Bytes(b)) if contents.is_none() => {
+                let (mut body, mut nonce): (&[u8], &[u8]) = (&[], &[]);
+                let mut inner = Reader::new(b);
+                while let Some((field, value)) = inner.next_field().map_err(framing)? {
+                    match (field, value) {
+                        (1, Value::Bytes(b)) => body = b,
+                        (2, Value::Bytes(b)) => nonce = b,
+                        (1..=2, _) => return Err(EnvelopeError::Framing.into()),
+                        _ => {}
+                    }
+                }
+                contents = Some((body, nonce));
+            }
+            (1..=3, _) => return Err(EnvelopeError::Framing.into()),
+            _ => {}
+        }
+    }
     let key = |field, bytes: &[u8]| {
         <[u8; 32]>::try_from(bytes)
             .map(PublicKey)
@@ -98,14 +124,14 @@ fn parse_envelope(envelope: &[u8], limits: &Limits) -> Result<Parsed, Error> {
                 len: bytes.len(),
             })
     };
-    let sender = key("sender", &e.sender)?;
-    let recipient = key("recipient", &e.recipient)?;
-    let contents = e.contents.ok_or(EnvelopeError::MissingContents)?;
-    let nonce = <[u8; NONCE_LEN]>::try_from(contents.nonce.as_slice())
-        .map_err(|_| EnvelopeError::NonceLength(contents.nonce.len()))?;
+    let sender = key("sender", sender)?;
+    let recipient = key("recipient", recipient)?;
+    let (body, nonce) = contents.ok_or(EnvelopeError::MissingContents)?;
+    let nonce =
+        <[u8; NONCE_LEN]>::try_from(nonce).map_err(|_| EnvelopeError::NonceLength(nonce.len()))?;
     Ok(Parsed {
         header: Header { sender, recipient },
-        body: contents.body,
+        body,
         nonce,
     })
 }
@@ -199,58 +225,50 @@ impl Channel {
         description: &Description,
         nonce: Nonce,
     ) -> Result<Vec<u8>, Error> {
-        let message = body_proto(self.local, self.remote, description, &self.limits)?;
-        let plain_len = message.encoded_len();
-        let body_len = TAG_LEN + plain_len;
-        // EncryptedMessage: body (tag, length, bytes) and nonce (tag, length, 24 bytes).
-        let contents_len = 1 + varint_len(body_len) + body_len + 2 + NONCE_LEN;
-        // Envelope: sender and recipient (tag, length, 32 bytes each), then contents.
-        let total = 2 * (2 + 32) + 1 + varint_len(contents_len) + contents_len;
+        // The body is written first, after room for the longest header; the header is then
+        // written right before it and the unused room cut off.
+        const ROOM: usize = 2 * (2 + 32) + 2 * (1 + 10) + TAG_LEN;
+        let mut out = Vec::with_capacity(ROOM + 256 + 96 * description.candidates.len() + 26);
+        out.resize(ROOM, 0);
+        write_body(&mut out, self.local, self.remote, description, &self.limits)?;
+        let body_len = out.len() - ROOM + TAG_LEN;
+        // EncryptedMessage: body (key, length, bytes) and nonce (key, length, 24 bytes).
+        let contents_len = pb::message_len(body_len) + 2 + NONCE_LEN;
+        // Envelope: sender and recipient (key, length, 32 bytes each), then contents.
+        let total = 2 * (2 + 32) + pb::message_len(contents_len);
         if total > self.limits.max_envelope_len {
             return Err(Error::TooLarge {
                 len: total,
                 max: self.limits.max_envelope_len,
             });
         }
-        // The fields in field-number order, as every protobuf encoder writes them, so this is
-        // the canonical encoding of `proto::Envelope` (tests/wire.rs checks it).
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&[0x0a, 32]);
-        out.extend_from_slice(&self.local.0);
-        out.extend_from_slice(&[0x12, 32]);
-        out.extend_from_slice(&self.remote.0);
-        out.push(0x1a);
-        put_varint(&mut out, contents_len);
-        out.push(0x0a);
-        put_varint(&mut out, body_len);
-        let tag_at = out.len();
-        out.extend_from_slice(&[0; TAG_LEN]);
-        message
-            .encode(&mut out)
-            // A Vec grows as needed, so it never runs out of capacity.
-            .expect("encoding into a Vec cannot run out of space");
         let tag = self
             .cipher
-            .encrypt_in_place_detached(
-                GenericArray::from_slice(&nonce.0),
-                b"",
-                &mut out[tag_at + TAG_LEN..],
-            )
+            .encrypt_in_place_detached(GenericArray::from_slice(&nonce.0), b"", &mut out[ROOM..])
             // Only a non-empty associated data or a message over 256 GiB make sealing fail.
             .expect("crypto_box seals any message shorter than 256 GiB");
-        out[tag_at..tag_at + TAG_LEN].copy_from_slice(&tag);
-        out.extend_from_slice(&[0x12, NONCE_LEN as u8]);
-        out.extend_from_slice(&nonce.0);
+        // Fields in number order, as every protobuf encoder writes them, so this is the
+        // canonical encoding of `proto::Envelope` (tests/wire.rs checks it).
+        let mut header = Vec::with_capacity(ROOM);
+        pb::put_bytes(&mut header, 1, &self.local.0);
+        pb::put_bytes(&mut header, 2, &self.remote.0);
+        pb::put_header(&mut header, 3, contents_len);
+        pb::put_header(&mut header, 1, body_len);
+        header.extend_from_slice(&tag);
+        let start = ROOM - header.len();
+        out[start..ROOM].copy_from_slice(&header);
+        out.drain(..start);
+        pb::put_bytes(&mut out, 2, &nonce.0);
         debug_assert_eq!(out.len(), total);
         Ok(out)
     }
 
-    /// Opens an envelope from the remote: checks its size before decoding it, its shape, its
-    /// addressing, the box, the keys bound inside and the body.
+    /// Opens an envelope from the remote: checks its size before decoding anything, its shape,
+    /// its addressing, the box, the body and the keys bound inside it.
     pub fn open(&self, envelope: &[u8]) -> Result<Description, Error> {
         let Parsed {
             header,
-            mut body,
+            body,
             nonce,
         } = parse_envelope(envelope, &self.limits)?;
         if header.recipient != self.local {
@@ -259,10 +277,11 @@ impl Channel {
         if header.sender != self.remote {
             return Err(Error::UnexpectedSender);
         }
-        let plaintext = self.open_in_place(&nonce, &mut body)?;
-        let message = Body::decode_proto(plaintext, &self.limits)?;
-        check_binding(&message, &header)?;
-        Ok(Body::from_proto(message)?.description)
+        let mut buf = body.to_vec();
+        let plaintext = self.open_in_place(&nonce, &mut buf)?;
+        let body = Body::decode(plaintext, &self.limits)?;
+        check_binding(&body, &header)?;
+        Ok(body.description)
     }
 
     /// Seals raw bytes: exactly libsodium's `crypto_box_easy` (the 16-byte tag, then the
@@ -328,32 +347,14 @@ impl Channel {
 }
 
 /// The keys sealed in the body must be the envelope's, in the same roles.
-fn check_binding(m: &proto::SessionDescription, h: &Header) -> Result<(), BindingError> {
-    let (sender, recipient) = (m.sender.as_slice(), m.recipient.as_slice());
-    if sender == h.sender.0 && recipient == h.recipient.0 {
+fn check_binding(b: &Body, h: &Header) -> Result<(), BindingError> {
+    if b.sender == h.sender && b.recipient == h.recipient {
         Ok(())
-    } else if sender == h.recipient.0 && recipient == h.sender.0 {
+    } else if b.sender == h.recipient && b.recipient == h.sender {
         Err(BindingError::Reflected)
-    } else if sender != h.sender.0 {
+    } else if b.sender != h.sender {
         Err(BindingError::Sender)
     } else {
         Err(BindingError::Recipient)
     }
-}
-
-fn varint_len(mut n: usize) -> usize {
-    let mut len = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
 }

@@ -44,9 +44,10 @@ pub enum Error {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
-    /// Not a protobuf `Envelope`.
-    #[error("protobuf: {0}")]
-    Protobuf(prost::DecodeError),
+    /// Not a well-formed protobuf `Envelope`: broken framing, a wrong wire type for a known
+    /// field, or `contents` given twice.
+    #[error("malformed protobuf")]
+    Framing,
     /// The sender or recipient key is not 32 bytes long.
     #[error("{field} key has {len} bytes, not 32")]
     KeyLength {
@@ -83,12 +84,9 @@ pub enum BindingError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BodyError {
-    /// Not a protobuf `SessionDescription`.
-    #[error("protobuf: {0}")]
-    Protobuf(prost::DecodeError),
-    /// The protobuf framing (tags, lengths, varints) is broken; found while counting the
-    /// candidates, before decoding.
-    #[error("malformed protobuf framing")]
+    /// Not a well-formed protobuf `SessionDescription`: broken framing, a wrong wire type for
+    /// a known field, a string that is not UTF-8, or a singular message field given twice.
+    #[error("malformed protobuf")]
     Framing,
     /// A bound key is not 32 bytes long.
     #[error("bound {field} key has {len} bytes, not 32")]
@@ -111,8 +109,8 @@ pub enum BodyError {
         /// The limit.
         max: usize,
     },
-    /// More candidates than [`Limits::max_candidates`](super::Limits) (counted before any is
-    /// decoded).
+    /// More candidates than [`Limits::max_candidates`](super::Limits) (those past the limit
+    /// are counted, never decoded).
     #[error("{count} candidates exceed the limit of {max}")]
     TooManyCandidates {
         /// Candidates in the body.

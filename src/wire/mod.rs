@@ -36,6 +36,7 @@
 mod body;
 mod channel;
 mod error;
+mod pb;
 pub mod proto;
 
 pub use body::{Body, MAX_FOUNDATION_LEN};
