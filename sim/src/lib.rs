@@ -23,6 +23,7 @@ mod shrink;
 mod sweep;
 mod throughput;
 mod trace;
+mod verify;
 mod world;
 
 pub use profile::{Episode, Plan, Profile};
@@ -30,6 +31,7 @@ pub use shrink::shrink;
 pub use sweep::{sweep, Summary};
 pub use throughput::{ping_pong, PingPong, Seal};
 pub use trace::{Trace, TraceEntry, TraceKind};
+pub use verify::{sim_figures, verify, Verdict, VerifyOptions};
 pub use world::{Outcome, SimConfig, Stats, World};
 
 /// Runs one seed with its swarm plan.

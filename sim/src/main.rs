@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use icepact::RestartPolicy;
-use icepact_sim::{ping_pong, run_seed, shrink, sweep, Plan, SimConfig, Summary};
+use icepact_sim::{
+    ping_pong, run_seed, shrink, sweep, verify, Plan, SimConfig, Summary, VerifyOptions,
+};
 
 #[derive(Parser)]
 #[command(version, about = "Deterministic simulator of icepact peers")]
@@ -34,6 +36,19 @@ impl From<Policy> for RestartPolicy {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The verification run: the model checker's suite plus simulator sweeps, one verdict
+    /// table. Exits non-zero unless the default policy holds everywhere.
+    Verify {
+        /// Seeds of the 2-peer sweep.
+        #[arg(long, default_value_t = 10_000)]
+        seeds: u64,
+        /// Seeds of the 3-peer sweep.
+        #[arg(long, default_value_t = 1_000)]
+        seeds_three: u64,
+        /// Seeds of the seed-001-policy sweep.
+        #[arg(long, default_value_t = 2_000)]
+        seeds_seed_policy: u64,
+    },
     /// Run many seeds (swarm: each seed draws its own fault profile) and print a summary.
     Sweep {
         /// Number of seeds.
@@ -95,6 +110,25 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Verify {
+            seeds,
+            seeds_three,
+            seeds_seed_policy,
+        } => {
+            let opts = VerifyOptions {
+                seeds_two: seeds,
+                seeds_three,
+                seeds_seed_policy,
+                ..VerifyOptions::default()
+            };
+            let verdict = verify(&opts, true);
+            println!("{}", verdict.report);
+            if verdict.pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Cmd::Sweep {
             seeds,
             first,

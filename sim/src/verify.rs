@@ -1,0 +1,238 @@
+//! The verification run: the model checker's suite and simulator sweeps, one verdict table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use icepact::invariants::Invariant;
+use icepact::RestartPolicy;
+use icepact_models::{CheckOptions, Outcome, VerdictRow};
+
+use crate::sweep::{sweep, Summary};
+use crate::world::SimConfig;
+
+/// Sizes of the verification run.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// Seeds of the 2-peer sweep with the default policy.
+    pub seeds_two: u64,
+    /// Seeds of the 3-peer sweep with the default policy.
+    pub seeds_three: u64,
+    /// Seeds of the 2-peer sweep with seed 001's policy.
+    pub seeds_seed_policy: u64,
+    /// Threads.
+    pub threads: usize,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            seeds_two: 10_000,
+            seeds_three: 1_000,
+            seeds_seed_policy: 2_000,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The result: the printed report and whether the run passed.
+pub struct Verdict {
+    /// Report text (tables, counterexamples, figures).
+    pub report: String,
+    /// The default policy holds everywhere, and every check that found seed 001's policy
+    /// broken in the model also found it broken in the simulator.
+    pub pass: bool,
+}
+
+/// The simulator's invariants, as rows of the verdict table.
+const SIM_INVARIANTS: [Invariant; 8] = [
+    Invariant::TableEdgesOnly,
+    Invariant::OppositeRoles,
+    Invariant::CandidateBinding,
+    Invariant::MonotonicVersions,
+    Invariant::ConnectedWithCurrentCredentials,
+    Invariant::OneAgent,
+    Invariant::NoRestartStorm,
+    Invariant::Converges,
+];
+
+/// Runs the model checker's suite and the simulator sweeps.
+pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
+    let start = Instant::now();
+    let mut cells: BTreeMap<&'static str, BTreeMap<usize, String>> = BTreeMap::new();
+    let mut order: Vec<&'static str> = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    let mut pass = true;
+    let mut details = String::new();
+    let mut model_seed_broken = false;
+
+    let put = |cells: &mut BTreeMap<&'static str, BTreeMap<usize, String>>,
+               order: &mut Vec<&'static str>,
+               prop: &'static str,
+               col: usize,
+               text: String| {
+        if !order.contains(&prop) {
+            order.push(prop);
+        }
+        cells.entry(prop).or_default().insert(col, text);
+    };
+
+    for opts in CheckOptions::suite() {
+        let col = columns.len();
+        let seed_policy = opts.policy == RestartPolicy::Seed;
+        columns.push(format!(
+            "model {}p {}",
+            opts.peers,
+            if seed_policy { "seed" } else { "epoch" }
+        ));
+        if progress {
+            eprintln!("model checking {} ...", opts.label());
+        }
+        let rows: Vec<VerdictRow> = icepact_models::check(&opts);
+        for r in &rows {
+            let text = match r.outcome {
+                Outcome::Holds => format!(
+                    "holds ({} states, depth {}, {:.1}s, {})",
+                    r.unique_states,
+                    r.max_depth,
+                    r.seconds,
+                    if r.exhaustive {
+                        "exhaustive"
+                    } else {
+                        "NOT exhaustive"
+                    }
+                ),
+                Outcome::Violated => format!(
+                    "VIOLATED (shortest path {} steps)",
+                    r.path_len.map_or("?".into(), |n| n.to_string())
+                ),
+                Outcome::Found => "found".to_string(),
+                Outcome::NotFound => "NOT FOUND".to_string(),
+            };
+            put(&mut cells, &mut order, r.property, col, text);
+            if seed_policy {
+                model_seed_broken |= r.outcome == Outcome::Violated;
+            } else {
+                pass &= !r.outcome.is_failure() && r.exhaustive;
+            }
+        }
+        if seed_policy {
+            if let Some(r) = rows
+                .iter()
+                .filter(|r| r.outcome == Outcome::Violated && r.trace.is_some())
+                .min_by_key(|r| r.path_len)
+            {
+                let _ = writeln!(
+                    details,
+                    "\nSeed 001 policy, model checker: \"{}\" violated; shortest counterexample ({} steps):\n{}",
+                    r.property,
+                    r.path_len.unwrap_or(0),
+                    r.trace.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+
+    let sims = [
+        (2, RestartPolicy::Epoch, opts.seeds_two),
+        (3, RestartPolicy::Epoch, opts.seeds_three),
+        (2, RestartPolicy::Seed, opts.seeds_seed_policy),
+    ];
+    let mut sim_seed_broken = false;
+    for (peers, policy, seeds) in sims {
+        let col = columns.len();
+        let seed_policy = policy == RestartPolicy::Seed;
+        columns.push(format!(
+            "sim {peers}p {} ({seeds} seeds)",
+            if seed_policy { "seed" } else { "epoch" }
+        ));
+        if progress {
+            eprintln!("simulating {seeds} seeds, {peers} peers, {policy:?} ...");
+        }
+        let cfg = SimConfig::new(peers, policy);
+        let s = sweep(&cfg, 0, seeds, opts.threads, progress);
+        for inv in SIM_INVARIANTS {
+            let bad: Vec<u64> = s
+                .violations
+                .iter()
+                .filter(|(_, v)| v.invariant == inv)
+                .map(|(seed, _)| *seed)
+                .collect();
+            let text = if bad.is_empty() {
+                format!("holds (0/{seeds})")
+            } else {
+                format!("VIOLATED ({}/{seeds}, first seed {})", bad.len(), bad[0])
+            };
+            put(&mut cells, &mut order, inv.name(), col, text);
+        }
+        if seed_policy {
+            sim_seed_broken = !s.violations.is_empty();
+        } else {
+            pass &= s.violations.is_empty() && s.converged == s.seeds;
+        }
+        let _ = writeln!(details, "\n{}", sim_figures(&cfg, &s));
+    }
+    // The simulator must be able to see what the model checker found.
+    if model_seed_broken && !sim_seed_broken {
+        pass = false;
+        let _ = writeln!(
+            details,
+            "\nThe model checker found seed 001's policy broken but the simulator did not."
+        );
+    }
+
+    let mut report = String::new();
+    let _ = write!(report, "| property |");
+    for c in &columns {
+        let _ = write!(report, " {c} |");
+    }
+    let _ = write!(report, "\n|---|");
+    for _ in &columns {
+        let _ = write!(report, "---|");
+    }
+    report.push('\n');
+    for prop in &order {
+        let _ = write!(report, "| {prop} |");
+        for col in 0..columns.len() {
+            let cell = cells[prop].get(&col).map_or("-", String::as_str);
+            let _ = write!(report, " {cell} |");
+        }
+        report.push('\n');
+    }
+    report.push_str(&details);
+    let _ = writeln!(
+        report,
+        "\nVERDICT: {} — default policy {}; seed 001 policy {} by the model checker, {} by the simulator ({:.1}s)",
+        if pass { "PASS" } else { "FAIL" },
+        if pass { "holds in every check" } else { "FAILED a check" },
+        if model_seed_broken { "broken" } else { "not broken" },
+        if sim_seed_broken { "broken" } else { "not broken" },
+        start.elapsed().as_secs_f64()
+    );
+    Verdict { report, pass }
+}
+
+/// One line of figures for a sweep.
+pub fn sim_figures(cfg: &SimConfig, s: &Summary) -> String {
+    let q = |x: f64| {
+        s.convergence_quantile(x)
+            .map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()))
+    };
+    format!(
+        "sim {} peers {:?}: {} seeds, {} violations, {}/{} converged after heal (p50 {}, p99 {}, max {}; bound {:.0}s), {} restarts, {} messages, {:.0} events/s/core, {:.1}s",
+        cfg.peers,
+        cfg.core.policy,
+        s.seeds,
+        s.violations.len(),
+        s.converged,
+        s.seeds,
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        cfg.liveness_bound().as_secs_f64(),
+        s.stats.restarts,
+        s.stats.delivered,
+        s.events_per_sec_per_core(),
+        s.wall.as_secs_f64()
+    )
+}
