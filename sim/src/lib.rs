@@ -29,7 +29,7 @@ mod world;
 pub use profile::{Episode, Plan, Profile};
 pub use shrink::shrink;
 pub use sweep::{sweep, Summary};
-pub use throughput::{ping_pong, PingPong, Seal};
+pub use throughput::{ping_pong, PingPong, Seal, WireSeal};
 pub use trace::{Trace, TraceEntry, TraceKind};
 pub use verify::{sim_figures, verify, Verdict, VerifyOptions};
 pub use world::{Outcome, SimConfig, Stats, World};

@@ -200,13 +200,17 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Throughput { rounds } => {
-            let r = ping_pong(rounds, None);
-            println!(
-                "ping-pong, crypto off: {} messages in {:.3}s = {:.0} messages/s (1 thread)",
-                r.messages,
-                r.elapsed.as_secs_f64(),
-                r.per_sec()
-            );
+            let off = ping_pong(rounds, None);
+            let mut seal = icepact_sim::WireSeal::new();
+            let on = ping_pong(rounds / 10, Some(&mut seal));
+            for (name, r) in [("off", off), ("on (crypto_box + protobuf)", on)] {
+                println!(
+                    "ping-pong, crypto {name}: {} messages in {:.3}s = {:.0} messages/s (1 thread)",
+                    r.messages,
+                    r.elapsed.as_secs_f64(),
+                    r.per_sec()
+                );
+            }
             ExitCode::SUCCESS
         }
         Cmd::Shrink {

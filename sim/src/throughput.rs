@@ -10,6 +10,10 @@ use icepact::{AgentEvent, Candidate, Config, Description, Output, Peer, PublicKe
 
 /// Optional sealing of every message on the wire (the crypto-on figure).
 pub trait Seal {
+    /// The keys (A, B) the peers must use, if sealing depends on them.
+    fn keys(&self) -> Option<(PublicKey, PublicKey)> {
+        None
+    }
     /// Seals a description sent by `from_a` (true: A → B).
     fn seal(&mut self, from_a: bool, d: &Description) -> Vec<u8>;
     /// Opens it at the recipient.
@@ -40,7 +44,10 @@ enum Payload {
 /// Runs `rounds` request/reply rounds (2 messages each) between two bound peers.
 pub fn ping_pong(rounds: u64, mut sealer: Option<&mut dyn Seal>) -> PingPong {
     let base = Instant::now();
-    let (ka, kb) = (PublicKey([1; 32]), PublicKey([2; 32]));
+    let (ka, kb) = sealer
+        .as_deref()
+        .and_then(|s| s.keys())
+        .unwrap_or((PublicKey([1; 32]), PublicKey([2; 32])));
     let mut a = Peer::new(Config::default(), ka, kb, 1, 1, base).expect("distinct keys");
     let mut b = Peer::new(Config::default(), kb, ka, 1, 2, base).expect("distinct keys");
     // Bind and confirm both sides, each with two candidates, like a real session.
@@ -99,7 +106,7 @@ pub fn ping_pong(rounds: u64, mut sealer: Option<&mut dyn Seal>) -> PingPong {
                 Payload::Sealed(bytes) => sealer
                     .as_deref_mut()
                     .expect("sealed payloads only with a sealer")
-                    .open(!to_b, &bytes),
+                    .open(to_b, &bytes),
             };
             let peer = if to_b { &mut b } else { &mut a };
             let _ = peer.handle_description(base + now, &d);
@@ -107,7 +114,7 @@ pub fn ping_pong(rounds: u64, mut sealer: Option<&mut dyn Seal>) -> PingPong {
             while let Some(o) = peer.poll_output() {
                 if let Output::Send(reply) = o {
                     let p = match sealer.as_deref_mut() {
-                        Some(s) => Payload::Sealed(s.seal(to_b, &reply)),
+                        Some(s) => Payload::Sealed(s.seal(!to_b, &reply)),
                         None => Payload::Plain(Box::new(reply)),
                     };
                     push(
@@ -136,4 +143,58 @@ fn sends(p: &mut Peer) -> Vec<Description> {
         }
     }
     out
+}
+
+/// Seals with the real wire format: NaCl `crypto_box` envelopes between the ping-pong keys.
+pub struct WireSeal {
+    a_to_b: icepact::wire::Channel,
+    b_to_a: icepact::wire::Channel,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl WireSeal {
+    /// Channels for the ping-pong's two keys (derived from fixed secrets).
+    pub fn new() -> WireSeal {
+        use icepact::wire::{Channel, SecretKey};
+        use rand_core::SeedableRng;
+        let (sa, sb) = (
+            SecretKey::from_bytes([11; 32]),
+            SecretKey::from_bytes([22; 32]),
+        );
+        let (pa, pb) = (sa.public_key(), sb.public_key());
+        WireSeal {
+            a_to_b: Channel::new(&sa, pb).expect("distinct keys"),
+            b_to_a: Channel::new(&sb, pa).expect("distinct keys"),
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(3),
+        }
+    }
+
+    /// The public keys (A, B) the peers must use.
+    pub fn keys(&self) -> (PublicKey, PublicKey) {
+        (self.a_to_b.local_key(), self.a_to_b.remote_key())
+    }
+}
+
+impl Default for WireSeal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Seal for WireSeal {
+    fn keys(&self) -> Option<(PublicKey, PublicKey)> {
+        Some(WireSeal::keys(self))
+    }
+
+    fn seal(&mut self, from_a: bool, d: &Description) -> Vec<u8> {
+        let ch = if from_a { &self.a_to_b } else { &self.b_to_a };
+        ch.seal(d, &mut self.rng)
+            .expect("the core's own descriptions are within the wire limits")
+    }
+
+    fn open(&mut self, from_a: bool, bytes: &[u8]) -> Description {
+        // Opened by the recipient: B opens what A sealed with the B→A channel's keys.
+        let ch = if from_a { &self.b_to_a } else { &self.a_to_b };
+        ch.open(bytes).expect("an untampered envelope opens")
+    }
 }

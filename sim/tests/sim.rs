@@ -102,3 +102,12 @@ fn the_seed_policy_is_caught_and_its_failure_shrinks() {
     assert!(out.violation.is_some(), "the shrunk plan still fails");
     assert!(min.episodes.len() <= plan.episodes.len());
 }
+
+#[test]
+fn ping_pong_moves_two_messages_per_round_with_and_without_crypto() {
+    let plain = icepact_sim::ping_pong(100, None);
+    assert_eq!(plain.messages, 200);
+    let mut seal = icepact_sim::WireSeal::new();
+    let sealed = icepact_sim::ping_pong(100, Some(&mut seal));
+    assert_eq!(sealed.messages, 200);
+}
