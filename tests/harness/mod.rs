@@ -88,12 +88,14 @@ pub enum Fate {
     Duplicate,
 }
 
+/// Decides the fate of each sent message (`true` = sent by A).
+pub type Filter = Box<dyn FnMut(bool, &Description) -> Fate>;
+
 pub struct Pair {
     pub now: Instant,
     pub a: Node,
     pub b: Node,
-    /// Decides the fate of each sent message (`true` = sent by A).
-    pub filter: Box<dyn FnMut(bool, &Description) -> Fate>,
+    pub filter: Filter,
     /// Credentials → (owner is A, epoch), for the candidate-binding check.
     pub creds: BTreeMap<Credentials, (bool, u64)>,
     pub steps: u64,
