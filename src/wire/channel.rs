@@ -248,16 +248,18 @@ impl Channel {
             // Only a non-empty associated data or a message over 256 GiB make sealing fail.
             .expect("crypto_box seals any message shorter than 256 GiB");
         // Fields in number order, as every protobuf encoder writes them, so this is the
-        // canonical encoding of `proto::Envelope` (tests/wire.rs checks it).
-        let mut header = Vec::with_capacity(ROOM);
-        pb::put_bytes(&mut header, 1, &self.local.0);
-        pb::put_bytes(&mut header, 2, &self.remote.0);
-        pb::put_header(&mut header, 3, contents_len);
-        pb::put_header(&mut header, 1, body_len);
-        header.extend_from_slice(&tag);
-        let start = ROOM - header.len();
-        out[start..ROOM].copy_from_slice(&header);
-        out.drain(..start);
+        // canonical encoding of `proto::Envelope` (tests/wire.rs checks it). The header is
+        // written backwards, ending where the ciphertext starts.
+        let mut at = ROOM - TAG_LEN;
+        out[at..ROOM].copy_from_slice(&tag);
+        at = put_header_before(&mut out, at, 1, body_len);
+        at = put_header_before(&mut out, at, 3, contents_len);
+        for (field, key) in [(2, &self.remote.0), (1, &self.local.0)] {
+            at -= 32;
+            out[at..at + 32].copy_from_slice(key);
+            at = put_header_before(&mut out, at, field, 32);
+        }
+        out.drain(..at);
         pb::put_bytes(&mut out, 2, &nonce.0);
         debug_assert_eq!(out.len(), total);
         Ok(out)
@@ -357,4 +359,24 @@ fn check_binding(b: &Body, h: &Header) -> Result<(), BindingError> {
     } else {
         Err(BindingError::Recipient)
     }
+}
+
+/// Writes the key and length of a length-delimited field so that they end at `end`; returns
+/// where they start.
+fn put_header_before(out: &mut [u8], end: usize, field: u8, len: usize) -> usize {
+    let mut header = [0u8; 11];
+    header[0] = (field << 3) | 2;
+    let mut n = 1;
+    let mut v = len;
+    loop {
+        let more = v >= 0x80;
+        header[n] = (v as u8 & 0x7f) | if more { 0x80 } else { 0 };
+        n += 1;
+        v >>= 7;
+        if !more {
+            break;
+        }
+    }
+    out[end - n..end].copy_from_slice(&header[..n]);
+    end - n
 }

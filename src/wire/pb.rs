@@ -72,15 +72,20 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint of at most 10 bytes whose value fits 64 bits (as prost requires).
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Framing> {
         // Keys, lengths and small numbers take one byte.
-        if let Some((&b, rest)) = self.buf.split_first() {
-            if b < 0x80 {
+        match self.buf.split_first() {
+            Some((&b, rest)) if b < 0x80 => {
                 self.buf = rest;
-                return Ok(b.into());
+                Ok(b.into())
             }
+            _ => self.long_varint(),
         }
+    }
+
+    #[inline]
+    fn long_varint(&mut self) -> Result<u64, Framing> {
         let mut value = 0u64;
         for (i, &b) in self.buf.iter().enumerate().take(10) {
             if i == 9 && b > 1 {
