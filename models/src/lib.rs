@@ -1,1 +1,342 @@
-//! Stateright models of the icepact core (filled by the model-checking work).
+//! Stateright models of the icepact core.
+//!
+//! [`IceModel`] drives the real [`icepact::Peer`] values of a 2- or 3-node mesh through an
+//! adversarial environment with budgets (unordered network, drops, replays, crashes, agent
+//! failures, timers) and checks the named [`properties`] built on [`icepact::invariants`].
+//!
+//! [`check`] is the library entry point: it runs one configuration and returns one
+//! [`VerdictRow`] per property; [`format_table`] prints rows as a verdict table. Exhaustiveness
+//! is tracked here (stateright's `is_done()` is true after any run), and every counterexample
+//! is a shortest one, found by the breadth-first [`bfs::search`].
+//!
+//! See docs/MODEL-CHECKING.md for the properties, budgets and results.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bfs;
+pub mod model;
+pub mod properties;
+pub mod trace;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+pub use icepact::RestartPolicy;
+pub use model::{Action, Budgets, IceModel, State};
+use stateright::{Checker, Model};
+
+/// Which search explores the state space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Our breadth-first search ([`bfs::search`]): single-threaded, shortest discoveries.
+    Bfs,
+    /// stateright's depth-first checker, multi-threaded, low memory; violations are then
+    /// re-searched breadth-first for a shortest counterexample.
+    Dfs,
+}
+
+/// What to check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Nodes in the mesh (2 or 3).
+    pub peers: usize,
+    /// The restart rule of every peer.
+    pub policy: RestartPolicy,
+    /// Environment budgets.
+    pub budgets: Budgets,
+    /// The search.
+    pub engine: Engine,
+    /// Threads of the DFS checker.
+    pub threads: usize,
+    /// Stop after this long (the run is then not exhaustive).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for CheckOptions {
+    /// The default configuration: 2 peers, the Epoch policy, default budgets, DFS on 2 threads.
+    fn default() -> Self {
+        CheckOptions {
+            peers: 2,
+            policy: RestartPolicy::Epoch,
+            budgets: Budgets::TWO_PEERS,
+            engine: Engine::Dfs,
+            threads: 2,
+            timeout: None,
+        }
+    }
+}
+
+impl CheckOptions {
+    /// The standard suite: 2 peers (default and lossy budgets) and 3 peers under the Epoch
+    /// policy, 2 peers under Seed.
+    pub fn suite() -> Vec<CheckOptions> {
+        let two = CheckOptions::default();
+        vec![
+            two.clone(),
+            CheckOptions {
+                budgets: Budgets::TWO_PEERS_LOSSY,
+                ..two.clone()
+            },
+            CheckOptions {
+                peers: 3,
+                budgets: Budgets::THREE_PEERS,
+                ..two.clone()
+            },
+            CheckOptions {
+                policy: RestartPolicy::Seed,
+                ..two
+            },
+        ]
+    }
+
+    /// A short label of the configuration: `2 peers epoch d1 r1 c1 f1 q0 t1/4 k2` (drops,
+    /// replays, crashes, failures, restart requests, early timers / timer cap, link capacity).
+    pub fn label(&self) -> String {
+        let b = &self.budgets;
+        let policy = match self.policy {
+            RestartPolicy::Epoch => "epoch",
+            RestartPolicy::Seed => "seed",
+        };
+        format!(
+            "{} peers {policy} d{} r{} c{} f{} q{} t{}/{} k{}",
+            self.peers,
+            b.drops,
+            b.replays,
+            b.crashes,
+            b.failures,
+            b.restarts,
+            b.early_timers,
+            b.timer_cap,
+            b.link_capacity
+        )
+    }
+
+    /// The model these options check.
+    pub fn model(&self) -> IceModel {
+        IceModel::new(self.peers, self.policy, self.budgets)
+    }
+}
+
+/// The outcome of one property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An invariant held in every visited state.
+    Holds,
+    /// An invariant was violated.
+    Violated,
+    /// A sanity example was found.
+    Found,
+    /// No sanity example was found (a failure if the run was exhaustive).
+    NotFound,
+}
+
+impl Outcome {
+    /// True for the outcomes that are failures.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Violated | Outcome::NotFound)
+    }
+}
+
+/// One line of the verdict table: a property in a configuration.
+#[derive(Clone, Debug)]
+pub struct VerdictRow {
+    /// The property.
+    pub property: &'static str,
+    /// `always` or `sometimes`.
+    pub always: bool,
+    /// The rule it checks.
+    pub rule: &'static str,
+    /// The configuration ([`CheckOptions::label`]).
+    pub config: String,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Unique states of the run.
+    pub unique_states: usize,
+    /// Deepest path of the run (initial state = 1).
+    pub max_depth: usize,
+    /// Seconds of the run.
+    pub seconds: f64,
+    /// Every reachable state was visited.
+    pub exhaustive: bool,
+    /// Actions in the shortest counterexample, if violated.
+    pub path_len: Option<usize>,
+    /// The counterexample as a numbered step list.
+    pub trace: Option<String>,
+    /// The counterexample as a Mermaid `sequenceDiagram`.
+    pub mermaid: Option<String>,
+}
+
+/// Checks one configuration and returns a row per property, in [`properties::PROPERTIES`]
+/// order.
+pub fn check(opts: &CheckOptions) -> Vec<VerdictRow> {
+    let model = opts.model();
+    let names: Vec<&'static str> = properties::PROPERTIES.iter().map(|p| p.name).collect();
+    let (unique, depth, seconds, exhaustive, mut found) = match opts.engine {
+        Engine::Bfs => {
+            let out = bfs::search(
+                &model,
+                &bfs::Limits {
+                    timeout: opts.timeout,
+                    ..bfs::Limits::default()
+                },
+            );
+            let found: Vec<(&'static str, Option<Vec<Action>>)> = out
+                .discoveries
+                .into_iter()
+                .map(|(n, p)| (n, Some(p)))
+                .collect();
+            (
+                out.unique_states,
+                out.max_depth,
+                out.seconds,
+                out.exhaustive,
+                found,
+            )
+        }
+        Engine::Dfs => {
+            let start = Instant::now();
+            let mut builder = model.clone().checker().threads(opts.threads.max(1));
+            if let Some(t) = opts.timeout {
+                builder = builder.timeout(t);
+            }
+            let checker = builder.spawn_dfs().join();
+            let seconds = start.elapsed().as_secs_f64();
+            let discoveries = checker.discoveries();
+            let found: Vec<(&'static str, Option<Vec<Action>>)> = names
+                .iter()
+                .filter(|n| discoveries.contains_key(*n))
+                .map(|n| (*n, None))
+                .collect();
+            // `is_done()` cannot tell: the run was cut short if it hit the timeout, or stopped
+            // early because every property had a discovery (stateright's default finish rule).
+            let timed_out = opts.timeout.is_some_and(|t| start.elapsed() >= t);
+            let all_decided = found.len() == names.len();
+            (
+                checker.unique_state_count(),
+                checker.max_depth(),
+                seconds,
+                !timed_out && !all_decided,
+                found,
+            )
+        }
+    };
+    let mut rows = Vec::new();
+    for info in properties::PROPERTIES {
+        let discovered = found.iter_mut().find(|(n, _)| *n == info.name);
+        let outcome = match (info.always, discovered.is_some()) {
+            (true, false) => Outcome::Holds,
+            (true, true) => Outcome::Violated,
+            (false, true) => Outcome::Found,
+            (false, false) => Outcome::NotFound,
+        };
+        let mut row = VerdictRow {
+            property: info.name,
+            always: info.always,
+            rule: info.rule,
+            config: opts.label(),
+            outcome,
+            unique_states: unique,
+            max_depth: depth,
+            seconds,
+            exhaustive,
+            path_len: None,
+            trace: None,
+            mermaid: None,
+        };
+        if outcome == Outcome::Violated {
+            let path = match discovered.and_then(|(_, p)| p.take()) {
+                Some(p) => Some(p),
+                None => shortest_counterexample(&model, info.name, opts.timeout),
+            };
+            if let Some(path) = path {
+                row.path_len = Some(path.len());
+                row.trace = Some(trace::text(&model, &path));
+                row.mermaid = Some(trace::mermaid(&model, &path));
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// A shortest path to a state violating `property` (breadth-first, stopping at the first).
+pub fn shortest_counterexample(
+    model: &IceModel,
+    property: &'static str,
+    timeout: Option<Duration>,
+) -> Option<Vec<Action>> {
+    let out = bfs::search(
+        model,
+        &bfs::Limits {
+            timeout,
+            stop_on: Some(property),
+            ..bfs::Limits::default()
+        },
+    );
+    out.discoveries.get(property).cloned()
+}
+
+/// Formats rows as a verdict table, followed by every counterexample (trace and Mermaid).
+pub fn format_table(rows: &[VerdictRow]) -> String {
+    let mut out = String::new();
+    let w = rows
+        .iter()
+        .map(|r| r.property.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let cw = rows
+        .iter()
+        .map(|r| r.config.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "{:<w$}  {:<9}  {:<cw$}  {:<9}  {:>10}  {:>5}  {:>8}  {:<10}  {:>4}",
+        "property", "kind", "config", "verdict", "states", "depth", "seconds", "exhaustive", "path"
+    );
+    for r in rows {
+        let verdict = match r.outcome {
+            Outcome::Holds => "holds",
+            Outcome::Violated => "VIOLATED",
+            Outcome::Found => "found",
+            Outcome::NotFound => "NOT FOUND",
+        };
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<9}  {:<cw$}  {:<9}  {:>10}  {:>5}  {:>8.2}  {:<10}  {:>4}",
+            r.property,
+            if r.always { "always" } else { "sometimes" },
+            r.config,
+            verdict,
+            r.unique_states,
+            r.max_depth,
+            r.seconds,
+            if r.exhaustive { "yes" } else { "no" },
+            r.path_len.map_or("-".to_string(), |n| n.to_string()),
+        );
+    }
+    for r in rows.iter().filter(|r| r.trace.is_some()) {
+        let _ = writeln!(
+            out,
+            "\n### {} violated ({}), shortest counterexample: {} steps\n",
+            r.property,
+            r.config,
+            r.path_len.unwrap_or(0)
+        );
+        if let Some(t) = &r.trace {
+            out.push_str(t);
+        }
+        if let Some(m) = &r.mermaid {
+            let _ = write!(out, "\n```mermaid\n{m}```\n");
+        }
+    }
+    out
+}
+
+/// True if no row is a failure: every invariant holds and every sanity example was found.
+pub fn all_pass(rows: &[VerdictRow]) -> bool {
+    rows.iter().all(|r| !r.outcome.is_failure())
+}

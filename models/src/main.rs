@@ -1,0 +1,170 @@
+//! `icepact-check`: model-check the icepact core, or explore its state space in a browser.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use icepact_models::{check, format_table, Budgets, CheckOptions, Engine, RestartPolicy};
+use stateright::Model;
+
+#[derive(Parser)]
+#[command(
+    name = "icepact-check",
+    about = "Model-check the icepact session state machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every property and print the verdict table (exit status 1 on a failure).
+    Check {
+        /// Breadth-first search (single-threaded, shortest paths).
+        #[arg(long, conflicts_with = "dfs")]
+        bfs: bool,
+        /// Depth-first search (stateright, multi-threaded; the default).
+        #[arg(long)]
+        dfs: bool,
+        /// Threads of the depth-first search.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Stop after this many seconds (the run is then reported as not exhaustive).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Run the standard suite (2 and 3 peers under epoch, 2 peers under seed) and ignore
+        /// --peers, --policy and the budgets.
+        #[arg(long)]
+        suite: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Serve stateright's Explorer on 127.0.0.1:PORT.
+    Explore {
+        /// Port.
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+        /// Threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Policy {
+    /// The project's rule (EPOCH_ORDER + RESTART_ON_NEWER_CONFIRMED).
+    Epoch,
+    /// Seed 001's rule.
+    Seed,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Restart policy of every peer.
+    #[arg(long, value_enum, default_value = "epoch")]
+    policy: Policy,
+    /// Nodes in the mesh.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    peers: u8,
+    /// Message drops (default: per peer count).
+    #[arg(long)]
+    drops: Option<u8>,
+    /// Replays of old descriptions.
+    #[arg(long)]
+    replays: Option<u8>,
+    /// Node crashes.
+    #[arg(long)]
+    crashes: Option<u8>,
+    /// Agent failures.
+    #[arg(long)]
+    failures: Option<u8>,
+    /// Explicit restart requests.
+    #[arg(long)]
+    restarts: Option<u8>,
+    /// Early timer firings.
+    #[arg(long)]
+    early_timers: Option<u8>,
+    /// Most timer firings per path.
+    #[arg(long)]
+    timer_cap: Option<u8>,
+    /// Most descriptions in flight per direction of a session.
+    #[arg(long)]
+    link_capacity: Option<u8>,
+}
+
+impl ConfigArgs {
+    fn options(&self) -> CheckOptions {
+        let peers = usize::from(self.peers);
+        let d = Budgets::for_peers(peers);
+        CheckOptions {
+            peers,
+            policy: match self.policy {
+                Policy::Epoch => RestartPolicy::Epoch,
+                Policy::Seed => RestartPolicy::Seed,
+            },
+            budgets: Budgets {
+                drops: self.drops.unwrap_or(d.drops),
+                replays: self.replays.unwrap_or(d.replays),
+                crashes: self.crashes.unwrap_or(d.crashes),
+                failures: self.failures.unwrap_or(d.failures),
+                restarts: self.restarts.unwrap_or(d.restarts),
+                early_timers: self.early_timers.unwrap_or(d.early_timers),
+                timer_cap: self.timer_cap.unwrap_or(d.timer_cap),
+                link_capacity: self.link_capacity.unwrap_or(d.link_capacity),
+            },
+            ..CheckOptions::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check {
+            bfs,
+            dfs: _,
+            threads,
+            timeout,
+            suite,
+            config,
+        } => {
+            let base = config.options();
+            let runs = if suite {
+                CheckOptions::suite()
+            } else {
+                vec![base]
+            };
+            let mut rows = Vec::new();
+            for mut opts in runs {
+                opts.engine = if bfs { Engine::Bfs } else { Engine::Dfs };
+                opts.threads = threads;
+                opts.timeout = timeout.map(Duration::from_secs);
+                eprintln!("checking {} ({:?})", opts.label(), opts.engine);
+                rows.extend(check(&opts));
+            }
+            print!("{}", format_table(&rows));
+            // The seed policy is expected to fail; only Epoch failures fail the run.
+            let failed = rows
+                .iter()
+                .any(|r| r.outcome.is_failure() && r.config.contains(" epoch "));
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Explore {
+            port,
+            threads,
+            config,
+        } => {
+            let opts = config.options();
+            let addr = format!("127.0.0.1:{port}");
+            eprintln!("exploring {} on http://{addr}/", opts.label());
+            opts.model().checker().threads(threads.max(1)).serve(addr);
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,997 @@
+//! [`IceModel`]: the real [`icepact::Peer`]s of a mesh, an abstract ICE agent per peer and an
+//! adversarial environment with budgets, as a stateright [`Model`].
+//!
+//! The model is written against the plain [`Model`] trait rather than stateright's
+//! `ActorModel`, because `ActorModel` cannot bound message drops and has no environment state
+//! (replay history, fault budgets, the abstract agents).
+//!
+//! # Time
+//!
+//! A [`Peer`] takes [`Instant`]s. The model stores one base instant in its configuration and
+//! keeps the model time in the state as an offset from it: the latest instant any peer was given.
+//! A timer action calls `handle_timeout(poll_timeout())` and moves the model time up to it; every
+//! other input uses the current model time. Time therefore never goes backwards for any peer.
+//!
+//! # Finiteness and fairness
+//!
+//! Every environment fault spends a budget ([`Budgets`]). Progress actions (delivering a message,
+//! delivering an agent event, the two agents finding each other) consume what they act on. Timer
+//! firings come in two kinds:
+//! - an *early* firing (budget `early_timers`) may happen at any moment, racing with messages in
+//!   flight;
+//! - a *due* firing happens only when no delivery, agent event or connection is enabled: the
+//!   fairness assumption "the network and the agent are faster than back-off". Only the earliest
+//!   armed timer fires. Due firings are capped by `timer_cap` (which early firings also spend),
+//!   so every path is finite.
+//!
+//! Liveness is then the safety property "quiescent ⇒ converged", where *quiescent* means no
+//! progress action is enabled (faults are the environment's choice and never needed for
+//! progress). A path that runs out of `timer_cap` before converging ends in a quiescent,
+//! non-converged state and is reported, so the cap can only produce false alarms, never hide one.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use icepact::invariants;
+use icepact::{
+    AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Credentials,
+    Description, Disposition, Error, Event, IgnoreReason, Output, Peer, PublicKey, RestartCause,
+    RestartPolicy,
+};
+use stateright::{Model, Property};
+
+use crate::properties::{self, Flag};
+
+/// Budgets of the environment. Each fault spends one unit of its budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Budgets {
+    /// Messages the network may lose.
+    pub drops: u8,
+    /// Descriptions the network may deliver again: duplicates of one in flight, or replays of
+    /// an initial description (version 0) of any earlier session.
+    pub replays: u8,
+    /// Crash-and-restart of a node with state loss.
+    pub crashes: u8,
+    /// Agent failures: Failed in Connecting/Checking, Disconnected in Connected/Completed.
+    pub failures: u8,
+    /// Explicit `Peer::restart` requests of the embedding.
+    pub restarts: u8,
+    /// Timer firings at arbitrary moments (racing with messages in flight).
+    pub early_timers: u8,
+    /// Most timer firings of any kind along one path.
+    pub timer_cap: u8,
+    /// Most descriptions in flight per direction of a session; a send to a full link loses
+    /// the oldest one in flight (superseded by the newer, cumulative description).
+    pub link_capacity: u8,
+}
+
+impl Budgets {
+    /// The default budgets of the 2-peer configuration: a replay, a crash, an agent failure.
+    pub const TWO_PEERS: Budgets = Budgets {
+        drops: 0,
+        replays: 1,
+        crashes: 1,
+        failures: 1,
+        restarts: 0,
+        early_timers: 0,
+        timer_cap: 3,
+        link_capacity: 1,
+    };
+
+    /// The 2-peer configuration with loss: a drop, a replay and a crash, early timers.
+    pub const TWO_PEERS_LOSSY: Budgets = Budgets {
+        drops: 1,
+        replays: 1,
+        crashes: 1,
+        failures: 0,
+        restarts: 0,
+        early_timers: 0,
+        timer_cap: 3,
+        link_capacity: 1,
+    };
+
+    /// The default budgets of the 3-peer mesh: three sessions share them.
+    pub const THREE_PEERS: Budgets = Budgets {
+        drops: 0,
+        replays: 0,
+        crashes: 1,
+        failures: 0,
+        restarts: 0,
+        early_timers: 0,
+        timer_cap: 2,
+        link_capacity: 1,
+    };
+
+    /// The default budgets for `peers` nodes.
+    pub fn for_peers(peers: usize) -> Budgets {
+        if peers <= 2 {
+            Self::TWO_PEERS
+        } else {
+            Self::THREE_PEERS
+        }
+    }
+}
+
+/// A description in flight (or in the replay history) to the peer end `to`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Msg {
+    /// The receiving peer end.
+    pub to: usize,
+    /// The description.
+    pub d: Description,
+}
+
+impl Msg {
+    fn cmp_key(&self, other: &Msg) -> Ordering {
+        let (a, b) = (&self.d, &other.d);
+        (self.to, a.session, a.ack, a.need_reply, a.end_of_candidates)
+            .cmp(&(
+                other.to,
+                b.session,
+                b.ack,
+                b.need_reply,
+                b.end_of_candidates,
+            ))
+            .then_with(|| a.credentials.cmp(&b.credentials))
+            .then_with(|| a.candidates.cmp(&b.candidates))
+    }
+}
+
+/// The abstract ICE agent of one peer end, as far as the model needs it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Agent {
+    /// The live agent, if any.
+    pub id: Option<AgentId>,
+    /// Its local credentials.
+    pub local: Option<Credentials>,
+    /// The remote credentials it was told to connect with, and the remote epoch they belong to
+    /// (`u64::MAX` if no session ever had them).
+    pub connect: Option<(Credentials, u64)>,
+    /// Epochs of the remote candidates it was given, in order.
+    pub candidates: Vec<u64>,
+    /// It found the remote agent (a Connected event was produced).
+    pub connected: bool,
+}
+
+/// One peer end: a node's [`Peer`] for one remote node, its agent and the agent's event queue.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct End {
+    /// The real peer.
+    pub peer: Peer,
+    /// Its abstract agent.
+    pub agent: Agent,
+    /// Agent events not yet handed to the peer, oldest first.
+    pub events: Vec<(AgentId, AgentEvent)>,
+    /// Restarted for a local cause (fault, request, crash) and not connected since: two such
+    /// ends of one session at once are glare.
+    pub local_restart: bool,
+}
+
+/// Per-session (pair) counters for the restart-storm property.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PairStats {
+    /// Restarted events of both ends.
+    pub restarts: u32,
+    /// Faults that may cause restarts: agent failures, crashes and restart requests.
+    pub faults: u32,
+}
+
+/// The model state: the peers, the environment and what was observed on the way.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Model time since the base instant.
+    pub now: Duration,
+    /// Peer ends, two per session: end `2p` is the lower node of pair `p`, `2p + 1` the higher.
+    pub ends: Vec<End>,
+    /// Descriptions in flight, sorted (a multiset: reordering is free).
+    pub net: Vec<Msg>,
+    /// The first description (version 0) of every session sent so far, sorted, to replay
+    /// from (emptied once no replay is left, so that it does not split states).
+    pub history: Vec<Msg>,
+    /// What is left of the budgets.
+    pub left: Budgets,
+    /// Crashes per node.
+    pub crashes: Vec<u8>,
+    /// Counters per session.
+    pub pairs: Vec<PairStats>,
+    /// Every credential ever created, with its epoch (to name the session an agent connects to).
+    pub creds: Vec<(Credentials, u64)>,
+    /// Sticky flags: violations and sanity observations ([`Flag`]).
+    pub flags: u16,
+    /// The first violation, in words.
+    pub detail: Option<String>,
+}
+
+/// What the model does in one step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Deliver `net[i]`.
+    Deliver(usize),
+    /// Lose `net[i]` (budget `drops`).
+    Drop(usize),
+    /// Put `history[i]` back in flight (budget `replays`).
+    Replay(usize),
+    /// Duplicate `net[i]` (budget `replays`).
+    Duplicate(usize),
+    /// Hand the oldest queued agent event of peer end `e` to its peer.
+    AgentEvent(usize),
+    /// The agents of session `p` find each other: each reports Connected at once.
+    Meet(usize),
+    /// The earliest due timer of peer end `e` fires (fair: nothing else can happen).
+    Timer(usize),
+    /// Peer end `e`'s timer fires early (budget `early_timers`).
+    EarlyTimer(usize),
+    /// Peer end `e`'s agent fails (budget `failures`).
+    Fail(usize),
+    /// Node `n` crashes and restarts with state loss (budget `crashes`).
+    Crash(usize),
+    /// The embedding asks peer end `e` to restart (budget `restarts`).
+    Restart(usize),
+}
+
+/// What happened in a step, for readable traces and sequence diagrams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// A peer end sent a description.
+    Send {
+        /// Sender end.
+        from: usize,
+        /// The description, in short form.
+        d: String,
+    },
+    /// A connection state changed.
+    State {
+        /// The end.
+        end: usize,
+        /// Old state.
+        from: ConnectionState,
+        /// New state.
+        to: ConnectionState,
+    },
+    /// A session was restarted.
+    Restarted {
+        /// The end.
+        end: usize,
+        /// Why.
+        cause: String,
+    },
+    /// A description was ignored.
+    Ignored {
+        /// The receiving end.
+        end: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A command reached an agent.
+    Agent {
+        /// The end.
+        end: usize,
+        /// The command, in short form.
+        cmd: String,
+    },
+    /// A property was violated.
+    Violation(String),
+}
+
+/// The model of `peers` nodes in a full mesh, each session driven by two real [`Peer`]s.
+#[derive(Clone, Debug)]
+pub struct IceModel {
+    /// Number of nodes (2 or 3).
+    pub peers: usize,
+    /// The restart rule every peer applies.
+    pub policy: RestartPolicy,
+    /// Environment budgets.
+    pub budgets: Budgets,
+    /// The fixed instant model time counts from.
+    pub base: Instant,
+    config: Config,
+    keys: Vec<PublicKey>,
+    pairs: Vec<(usize, usize)>,
+}
+
+/// First session epoch of a node that crashed `crashes` times (strictly above every epoch the
+/// previous incarnations could have used within the budgets).
+fn epoch_floor(crashes: u8) -> u64 {
+    100 + 1000 * u64::from(crashes)
+}
+
+/// A candidate that names the session (epoch) it was gathered in, as foundation `e{epoch}`.
+pub fn candidate_of(epoch: u64) -> Candidate {
+    let mut c = Candidate::host(std::net::SocketAddr::from(([10, 0, 0, 1], 1000)));
+    c.foundation = format!("e{epoch}");
+    c
+}
+
+/// The epoch a model candidate names, if it is one.
+pub fn epoch_of(c: &Candidate) -> Option<u64> {
+    c.foundation.strip_prefix('e')?.parse().ok()
+}
+
+/// Short form of a description: `e100v2 ack=e101v1 reply 1c eoc`.
+pub fn short(d: &Description) -> String {
+    let mut s = format!("e{}v{}", d.session.epoch, d.session.version);
+    match d.ack {
+        Some(a) => {
+            let _ = write!(s, " ack=e{}v{}", a.epoch, a.version);
+        }
+        None => s.push_str(" ack=-"),
+    }
+    if d.need_reply {
+        s.push_str(" reply");
+    }
+    let _ = write!(s, " {}c", d.candidates.len());
+    if d.end_of_candidates {
+        s.push_str(" eoc");
+    }
+    s
+}
+
+impl IceModel {
+    /// A model of `peers` nodes (2 or 3) under `policy` with `budgets`.
+    pub fn new(peers: usize, policy: RestartPolicy, budgets: Budgets) -> IceModel {
+        let peers = peers.clamp(2, 3);
+        let keys = (0..peers)
+            .map(|n| PublicKey([n as u8 + 1; 32]))
+            .collect::<Vec<_>>();
+        let mut pairs = Vec::new();
+        for i in 0..peers {
+            for j in i + 1..peers {
+                pairs.push((i, j));
+            }
+        }
+        IceModel {
+            peers,
+            policy,
+            budgets,
+            base: Instant::now(),
+            config: Config {
+                policy,
+                ..Config::default()
+            },
+            keys,
+            pairs,
+        }
+    }
+
+    /// Number of peer ends (two per session).
+    pub fn end_count(&self) -> usize {
+        2 * self.pairs.len()
+    }
+
+    /// The node peer end `e` belongs to.
+    pub fn node_of(&self, e: usize) -> usize {
+        let (i, j) = self.pairs[e / 2];
+        if e.is_multiple_of(2) {
+            i
+        } else {
+            j
+        }
+    }
+
+    /// A name for node `n`: A, B, C.
+    pub fn node_name(n: usize) -> char {
+        (b'A' + n as u8) as char
+    }
+
+    /// A name for peer end `e`: the node, and in a mesh the remote node in brackets.
+    pub fn end_name(&self, e: usize) -> String {
+        let n = Self::node_name(self.node_of(e));
+        if self.peers == 2 {
+            n.to_string()
+        } else {
+            format!("{n}({})", Self::node_name(self.node_of(e ^ 1)))
+        }
+    }
+
+    fn at(&self, s: &State) -> Instant {
+        self.base + s.now
+    }
+
+    fn seed(e: usize, crashes: u8) -> u64 {
+        1 + e as u64 + 100 * u64::from(crashes)
+    }
+
+    fn new_peer(&self, e: usize, crashes: u8, now: Instant) -> Result<Peer, Error> {
+        let (local, remote) = (self.node_of(e), self.node_of(e ^ 1));
+        Peer::new(
+            self.config,
+            self.keys[local],
+            self.keys[remote],
+            epoch_floor(crashes),
+            Self::seed(e, crashes),
+            now,
+        )
+    }
+
+    fn violate(s: &mut State, flag: Flag, detail: String, log: &mut Option<&mut Vec<Note>>) {
+        if s.flags & flag.bit() == 0 && s.detail.is_none() {
+            s.detail = Some(detail.clone());
+        }
+        s.flags |= flag.bit();
+        if let Some(log) = log {
+            log.push(Note::Violation(format!("{}: {detail}", flag.name())));
+        }
+    }
+
+    /// True if every session has both ends connected on each other's current credentials.
+    pub fn converged(&self, s: &State) -> bool {
+        (0..self.pairs.len())
+            .all(|p| invariants::converged(&s.ends[2 * p].peer, &s.ends[2 * p + 1].peer))
+    }
+
+    fn meet_enabled(&self, s: &State, p: usize) -> bool {
+        let (a, b) = (&s.ends[2 * p].agent, &s.ends[2 * p + 1].agent);
+        let told = |x: &Agent, y: &Agent| {
+            x.id.is_some()
+                && !x.candidates.is_empty()
+                && x.connect.as_ref().map(|(c, _)| c) == y.local.as_ref()
+        };
+        // Each agent reported everything before (its Checking in particular).
+        let idle = s.ends[2 * p].events.is_empty() && s.ends[2 * p + 1].events.is_empty();
+        idle && told(a, b) && told(b, a) && !(a.connected && b.connected)
+    }
+
+    /// The earliest armed timer of all peers, if any.
+    fn earliest_timer(&self, s: &State) -> Option<Instant> {
+        s.ends.iter().filter_map(|e| e.peer.poll_timeout()).min()
+    }
+
+    /// True if a delivery, an agent event or a meeting is enabled.
+    fn busy(&self, s: &State) -> bool {
+        !s.net.is_empty()
+            || s.ends.iter().any(|e| !e.events.is_empty())
+            || (0..self.pairs.len()).any(|p| self.meet_enabled(s, p))
+    }
+
+    /// True if no progress action (delivery, agent event, meeting, due timer) is enabled.
+    pub fn quiescent(&self, s: &State) -> bool {
+        !self.busy(s) && (s.left.timer_cap == 0 || self.earliest_timer(s).is_none())
+    }
+
+    /// Applies `action` to `last`, recording what happened in `log` if given.
+    pub fn step(&self, last: &State, action: &Action, mut log: Option<&mut Vec<Note>>) -> State {
+        let mut s = last.clone();
+        let now = self.at(&s);
+        match *action {
+            Action::Deliver(i) => {
+                let m = s.net.remove(i);
+                self.input(&mut s, m.to, &mut log, |p| p.handle_description(now, &m.d));
+            }
+            Action::Drop(i) => {
+                s.net.remove(i);
+                s.left.drops -= 1;
+            }
+            Action::Replay(i) => {
+                let m = s.history[i].clone();
+                s.left.replays -= 1;
+                Self::push_net(&mut s, m);
+            }
+            Action::Duplicate(i) => {
+                let m = s.net[i].clone();
+                s.left.replays -= 1;
+                Self::push_net(&mut s, m);
+            }
+            Action::AgentEvent(e) => {
+                let (id, ev) = s.ends[e].events.remove(0);
+                self.input(&mut s, e, &mut log, |p| p.handle_agent_event(now, id, ev));
+            }
+            Action::Meet(p) => {
+                // Both agents report Connected in the same step: the pair they found exists at
+                // this moment. Queuing the reports would let a crash of the remote slip in
+                // between, and "entering Connected with the remote's current credentials"
+                // would then fail for a reason no protocol can prevent.
+                for e in [2 * p, 2 * p + 1] {
+                    let end = &mut s.ends[e];
+                    if end.agent.connected {
+                        continue;
+                    }
+                    end.agent.connected = true;
+                    if let Some(id) = end.agent.id {
+                        self.input(&mut s, e, &mut log, |p| {
+                            p.handle_agent_event(now, id, AgentEvent::Connected)
+                        });
+                    }
+                }
+            }
+            Action::Timer(e) | Action::EarlyTimer(e) => {
+                if matches!(action, Action::EarlyTimer(_)) {
+                    s.left.early_timers -= 1;
+                }
+                s.left.timer_cap -= 1;
+                if let Some(t) = s.ends[e].peer.poll_timeout() {
+                    s.now = s.now.max(t.saturating_duration_since(self.base));
+                    self.input(&mut s, e, &mut log, |p| {
+                        p.handle_timeout(t).map(|()| Disposition::Applied)
+                    });
+                }
+            }
+            Action::Fail(e) => {
+                s.left.failures -= 1;
+                s.pairs[e / 2].faults += 1;
+                let end = &mut s.ends[e];
+                let event = if end.peer.state().is_connected() {
+                    AgentEvent::Disconnected
+                } else {
+                    AgentEvent::Failed
+                };
+                end.agent.connected = false;
+                if event == AgentEvent::Failed {
+                    end.local_restart = true;
+                }
+                if let Some(id) = end.agent.id {
+                    self.input(&mut s, e, &mut log, |p| {
+                        p.handle_agent_event(now, id, event)
+                    });
+                }
+            }
+            Action::Crash(n) => {
+                s.left.crashes -= 1;
+                s.crashes[n] += 1;
+                let crashes = s.crashes[n];
+                for e in 0..s.ends.len() {
+                    if self.node_of(e) != n {
+                        continue;
+                    }
+                    s.pairs[e / 2].faults += 1;
+                    match self.new_peer(e, crashes, now) {
+                        Ok(peer) => {
+                            s.ends[e] = End {
+                                peer,
+                                agent: Agent::default(),
+                                events: Vec::new(),
+                                local_restart: true,
+                            };
+                            self.drain(&mut s, e, &mut log);
+                        }
+                        Err(err) => Self::violate(
+                            &mut s,
+                            Flag::InputsAccepted,
+                            format!("Peer::new after a crash failed: {err}"),
+                            &mut log,
+                        ),
+                    }
+                }
+            }
+            Action::Restart(e) => {
+                s.left.restarts -= 1;
+                s.pairs[e / 2].faults += 1;
+                s.ends[e].local_restart = true;
+                self.input(&mut s, e, &mut log, |p| {
+                    p.restart(now).map(|()| Disposition::Applied)
+                });
+            }
+        }
+        if s.left.replays == 0 {
+            s.history.clear();
+        }
+        self.check_global(&mut s, &mut log);
+        s
+    }
+
+    /// Feeds one input to peer end `e`, checks the per-input invariants and drains the outputs.
+    fn input(
+        &self,
+        s: &mut State,
+        e: usize,
+        log: &mut Option<&mut Vec<Note>>,
+        f: impl FnOnce(&mut Peer) -> Result<Disposition, Error>,
+    ) {
+        let before = s.ends[e].peer.clone();
+        match f(&mut s.ends[e].peer) {
+            Ok(Disposition::Applied) => {}
+            Ok(Disposition::Ignored(reason)) => {
+                if matches!(reason, IgnoreReason::Stale { .. }) {
+                    s.flags |= Flag::SeenStale.bit();
+                }
+                if let Some(log) = log {
+                    log.push(Note::Ignored {
+                        end: e,
+                        reason: format!("{reason:?}"),
+                    });
+                }
+            }
+            Err(err) => Self::violate(
+                s,
+                Flag::InputsAccepted,
+                format!("{} refused a legal input: {err}", self.end_name(e)),
+                log,
+            ),
+        }
+        if let Err(v) = invariants::monotonic_versions(&before, &s.ends[e].peer) {
+            Self::violate(
+                s,
+                Flag::MonotonicVersions,
+                format!("{}: {}", self.end_name(e), v.detail),
+                log,
+            );
+        }
+        self.drain(s, e, log);
+    }
+
+    fn push_net(s: &mut State, m: Msg) {
+        let at = s.net.partition_point(|x| x.cmp_key(&m) == Ordering::Less);
+        s.net.insert(at, m);
+    }
+
+    /// Carries out peer end `e`'s outputs: sends go to the network, commands to the agent,
+    /// events are checked.
+    fn drain(&self, s: &mut State, e: usize, log: &mut Option<&mut Vec<Note>>) {
+        while let Some(out) = s.ends[e].peer.poll_output() {
+            match out {
+                Output::Send(d) => {
+                    if let Some(log) = log {
+                        log.push(Note::Send {
+                            from: e,
+                            d: short(&d),
+                        });
+                    }
+                    let m = Msg { to: e ^ 1, d };
+                    // The replay history keeps the first description (version 0) of every
+                    // session, sorted: the late initial offer is the replay that matters
+                    // (cunicu B1, seed 001's restart rule), and a history of every version
+                    // would split states by the path taken without adding behaviours that
+                    // duplicates of in-flight descriptions and drops do not already give.
+                    if s.left.replays > 0 && m.d.session.version == 0 && !s.history.contains(&m) {
+                        let at = s
+                            .history
+                            .partition_point(|x| x.cmp_key(&m) == Ordering::Less);
+                        s.history.insert(at, m.clone());
+                    }
+                    // A full link loses its oldest (lowest epoch and version) description.
+                    let cap = usize::from(self.budgets.link_capacity.max(1));
+                    while s.net.iter().filter(|x| x.to == m.to).count() >= cap {
+                        match s.net.iter().position(|x| x.to == m.to) {
+                            Some(i) => {
+                                s.net.remove(i);
+                            }
+                            None => break,
+                        }
+                    }
+                    Self::push_net(s, m);
+                }
+                Output::Agent(cmd) => self.agent_command(s, e, cmd, log),
+                Output::Event(Event::StateChanged { from, to, .. }) => {
+                    if let Some(log) = log {
+                        log.push(Note::State { end: e, from, to });
+                    }
+                    if let Err(v) = invariants::table_edge(from, to) {
+                        Self::violate(
+                            s,
+                            Flag::TableEdges,
+                            format!("{}: {}", self.end_name(e), v.detail),
+                            log,
+                        );
+                    }
+                    if to == ConnectionState::Connected {
+                        s.ends[e].local_restart = false;
+                        if let Err(v) = invariants::connected_with_current_credentials(
+                            &s.ends[e].peer,
+                            &s.ends[e ^ 1].peer,
+                        ) {
+                            Self::violate(s, Flag::ConnectedCurrent, v.detail, log);
+                        }
+                    }
+                }
+                Output::Event(Event::Restarted { cause, .. }) => {
+                    if let Some(log) = log {
+                        log.push(Note::Restarted {
+                            end: e,
+                            cause: format!("{cause:?}"),
+                        });
+                    }
+                    s.pairs[e / 2].restarts += 1;
+                    if !matches!(cause, RestartCause::RemoteRestart { .. }) {
+                        s.ends[e].local_restart = true;
+                    }
+                }
+                Output::Event(_) | _ => {}
+            }
+        }
+        let agent = &s.ends[e].agent;
+        let connect_epoch = agent.connect.as_ref().map(|(_, epoch)| *epoch);
+        if let Err(v) =
+            invariants::candidate_binding(connect_epoch, agent.candidates.iter().copied())
+        {
+            Self::violate(
+                s,
+                Flag::CandidateBinding,
+                format!("{}: {}", self.end_name(e), v.detail),
+                log,
+            );
+        }
+        if s.ends[e].local_restart && s.ends[e ^ 1].local_restart {
+            s.flags |= Flag::SeenGlare.bit();
+        }
+    }
+
+    /// The abstract agent carries out one command of peer end `e`.
+    fn agent_command(
+        &self,
+        s: &mut State,
+        e: usize,
+        cmd: AgentCommand,
+        log: &mut Option<&mut Vec<Note>>,
+    ) {
+        let name = match &cmd {
+            AgentCommand::Create { agent, .. } => format!("create agent {}", agent.0),
+            AgentCommand::Gather { .. } => "gather".to_string(),
+            AgentCommand::AddRemoteCandidate { candidate, .. } => {
+                format!("add remote candidate {}", candidate.foundation)
+            }
+            AgentCommand::Connect { .. } => "connect".to_string(),
+            AgentCommand::EndOfRemoteCandidates { .. } => "end of remote candidates".to_string(),
+            AgentCommand::Close { agent } => format!("close agent {}", agent.0),
+            other => format!("{other:?}"),
+        };
+        if let Some(log) = log {
+            log.push(Note::Agent { end: e, cmd: name });
+        }
+        let live = s.ends[e].agent.id;
+        let names_live = |id: AgentId| live == Some(id);
+        let problem = match cmd {
+            AgentCommand::Create {
+                agent, credentials, ..
+            } => {
+                let problem = live.map(|old| format!("create {} while {} is live", agent.0, old.0));
+                s.creds.push((credentials.clone(), agent.0));
+                s.ends[e].agent = Agent {
+                    id: Some(agent),
+                    local: Some(credentials),
+                    ..Agent::default()
+                };
+                problem
+            }
+            AgentCommand::Gather { agent } if names_live(agent) => {
+                let events = &mut s.ends[e].events;
+                events.push((agent, AgentEvent::LocalCandidate(candidate_of(agent.0))));
+                events.push((agent, AgentEvent::GatheringDone));
+                None
+            }
+            AgentCommand::AddRemoteCandidate { agent, candidate } if names_live(agent) => {
+                let epoch = epoch_of(&candidate).unwrap_or(u64::MAX);
+                s.ends[e].agent.candidates.push(epoch);
+                None
+            }
+            AgentCommand::Connect { agent, remote } if names_live(agent) => {
+                let a = &s.ends[e].agent;
+                if a.connect.is_some() {
+                    Some("connect twice on one agent".to_string())
+                } else if a.candidates.is_empty() {
+                    Some("connect without remote candidates".to_string())
+                } else {
+                    let epoch = s
+                        .creds
+                        .iter()
+                        .find(|(c, _)| *c == remote)
+                        .map_or(u64::MAX, |(_, epoch)| *epoch);
+                    s.ends[e].agent.connect = Some((remote, epoch));
+                    s.ends[e].events.push((agent, AgentEvent::Checking));
+                    None
+                }
+            }
+            AgentCommand::EndOfRemoteCandidates { agent } if names_live(agent) => None,
+            AgentCommand::Close { agent } if names_live(agent) => {
+                s.ends[e].agent = Agent::default();
+                None
+            }
+            other => Some(format!("command for an agent that is not live: {other:?}")),
+        };
+        if let Some(problem) = problem {
+            Self::violate(
+                s,
+                Flag::AgentContract,
+                format!("{}: {problem}", self.end_name(e)),
+                log,
+            );
+        }
+    }
+
+    /// Checks the state invariants that relate both ends of a session.
+    fn check_global(&self, s: &mut State, log: &mut Option<&mut Vec<Note>>) {
+        for p in 0..self.pairs.len() {
+            if let Err(v) = invariants::opposite_roles(&s.ends[2 * p].peer, &s.ends[2 * p + 1].peer)
+            {
+                Self::violate(s, Flag::OppositeRoles, v.detail, log);
+            }
+            let stats = s.pairs[p];
+            if let Err(v) =
+                invariants::no_restart_storm(u64::from(stats.restarts), u64::from(stats.faults))
+            {
+                Self::violate(s, Flag::RestartStorm, v.detail, log);
+            }
+        }
+    }
+
+    /// A readable one-line description of an action in state `s`.
+    pub fn describe(&self, s: &State, action: &Action) -> String {
+        let link = |m: &Msg| format!("{}→{}", self.end_name(m.to ^ 1), self.end_name(m.to));
+        match *action {
+            Action::Deliver(i) => {
+                let m = &s.net[i];
+                format!("deliver {} {}", link(m), short(&m.d))
+            }
+            Action::Drop(i) => {
+                let m = &s.net[i];
+                format!("FAULT drop {} {}", link(m), short(&m.d))
+            }
+            Action::Replay(i) => {
+                let m = &s.history[i];
+                format!("FAULT replay {} {}", link(m), short(&m.d))
+            }
+            Action::Duplicate(i) => {
+                let m = &s.net[i];
+                format!("FAULT duplicate {} {}", link(m), short(&m.d))
+            }
+            Action::AgentEvent(e) => match s.ends[e].events.first() {
+                Some((id, ev)) => format!(
+                    "{} agent {} reports {}",
+                    self.end_name(e),
+                    id.0,
+                    event_name(ev)
+                ),
+                None => format!("{} agent event", self.end_name(e)),
+            },
+            Action::Meet(p) => format!(
+                "agents of {} and {} connect",
+                self.end_name(2 * p),
+                self.end_name(2 * p + 1)
+            ),
+            Action::Timer(e) => format!("{} timer fires (due)", self.end_name(e)),
+            Action::EarlyTimer(e) => format!("FAULT {} timer fires early", self.end_name(e)),
+            Action::Fail(e) => {
+                let what = if s.ends[e].peer.state().is_connected() {
+                    "Disconnected"
+                } else {
+                    "Failed"
+                };
+                format!("FAULT {} agent reports {what}", self.end_name(e))
+            }
+            Action::Crash(n) => format!("FAULT node {} crashes (state lost)", Self::node_name(n)),
+            Action::Restart(e) => format!("FAULT {} restart requested", self.end_name(e)),
+        }
+    }
+}
+
+fn event_name(ev: &AgentEvent) -> String {
+    match ev {
+        AgentEvent::LocalCandidate(c) => format!("local candidate {}", c.foundation),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Model for IceModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let now = self.base;
+        let mut s = State {
+            now: Duration::ZERO,
+            ends: Vec::new(),
+            net: Vec::new(),
+            history: Vec::new(),
+            left: self.budgets,
+            crashes: vec![0; self.peers],
+            pairs: vec![PairStats::default(); self.pairs.len()],
+            creds: Vec::new(),
+            flags: 0,
+            detail: None,
+        };
+        let mut log = None;
+        for e in 0..self.end_count() {
+            match self.new_peer(e, 0, now) {
+                Ok(peer) => s.ends.push(End {
+                    peer,
+                    agent: Agent::default(),
+                    events: Vec::new(),
+                    local_restart: false,
+                }),
+                // Keys are distinct by construction, so `Peer::new` cannot fail; should it
+                // anyway, the model has no peers to check and says so through the flag.
+                Err(err) => {
+                    Self::violate(&mut s, Flag::InputsAccepted, err.to_string(), &mut log);
+                    return vec![s];
+                }
+            }
+        }
+        for e in 0..self.end_count() {
+            self.drain(&mut s, e, &mut log);
+        }
+        if s.left.replays == 0 {
+            s.history.clear();
+        }
+        vec![s]
+    }
+
+    fn actions(&self, s: &State, actions: &mut Vec<Action>) {
+        if s.ends.len() != self.end_count() {
+            return;
+        }
+        for i in 0..s.net.len() {
+            // Equal messages are adjacent; delivering or dropping either copy is the same step.
+            if i > 0 && s.net[i - 1] == s.net[i] {
+                continue;
+            }
+            actions.push(Action::Deliver(i));
+            if s.left.drops > 0 {
+                actions.push(Action::Drop(i));
+            }
+            if s.left.replays > 0 {
+                actions.push(Action::Duplicate(i));
+            }
+        }
+        if s.left.replays > 0 {
+            actions.extend((0..s.history.len()).map(Action::Replay));
+        }
+        for (e, end) in s.ends.iter().enumerate() {
+            if !end.events.is_empty() {
+                actions.push(Action::AgentEvent(e));
+            }
+        }
+        for p in 0..self.pairs.len() {
+            if self.meet_enabled(s, p) {
+                actions.push(Action::Meet(p));
+            }
+        }
+        if s.left.timer_cap > 0 {
+            let busy = self.busy(s);
+            let earliest = self.earliest_timer(s);
+            for (e, end) in s.ends.iter().enumerate() {
+                let Some(t) = end.peer.poll_timeout() else {
+                    continue;
+                };
+                if !busy && Some(t) == earliest {
+                    actions.push(Action::Timer(e));
+                } else if s.left.early_timers > 0 {
+                    actions.push(Action::EarlyTimer(e));
+                }
+            }
+        }
+        for (e, end) in s.ends.iter().enumerate() {
+            use ConnectionState::*;
+            if s.left.failures > 0
+                && matches!(
+                    end.peer.state(),
+                    Connecting | Checking | Connected | Completed
+                )
+            {
+                actions.push(Action::Fail(e));
+            }
+        }
+        if s.left.crashes > 0 {
+            actions.extend((0..self.peers).map(Action::Crash));
+        }
+        if s.left.restarts > 0 {
+            for (e, end) in s.ends.iter().enumerate() {
+                if !end.peer.is_shut_down() {
+                    actions.push(Action::Restart(e));
+                }
+            }
+        }
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        Some(self.step(last, &action, None))
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        format!("{action:?}")
+    }
+
+    fn format_step(&self, last: &State, action: Action) -> Option<String> {
+        let mut notes = Vec::new();
+        let next = self.step(last, &action, Some(&mut notes));
+        let mut out = self.describe(last, &action);
+        for n in &notes {
+            out.push_str("\n  ");
+            out.push_str(&crate::trace::note_text(self, n));
+        }
+        let _ = write!(out, "\n\n{next:#?}");
+        Some(out)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        properties::all()
+    }
+}

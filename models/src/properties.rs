@@ -1,0 +1,193 @@
+//! The named properties of [`IceModel`], each with the rule it checks.
+//!
+//! Safety properties observed on a transition (an emitted state change, a peer input, an agent
+//! command) are evaluated inside the step with the shared definitions of
+//! [`icepact::invariants`] and recorded as sticky [`Flag`]s in the state; the property then
+//! reads the flag. No rule of the core is re-implemented here.
+
+use icepact::invariants;
+use stateright::{Expectation, Property};
+
+use crate::model::{IceModel, State};
+
+/// Sticky bits in [`State::flags`]: violations observed on a step, and sanity observations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flag {
+    /// An emitted state change was not an edge of the table.
+    TableEdges,
+    /// Both ends of a session had the same role.
+    OppositeRoles,
+    /// An agent held a remote candidate of another session than the one it connects to.
+    CandidateBinding,
+    /// A peer's newest applied remote version went back.
+    MonotonicVersions,
+    /// A peer entered Connected without both holding each other's current credentials.
+    ConnectedCurrent,
+    /// More restarts than twice the faults in one session.
+    RestartStorm,
+    /// A peer refused an input that the environment may legally give.
+    InputsAccepted,
+    /// A command broke the agent contract (two live agents, command for a closed agent,
+    /// connect twice or without candidates).
+    AgentContract,
+    /// A stale description was ignored (sanity).
+    SeenStale,
+    /// Both ends of a session restarted for a local cause before either reconnected (sanity).
+    SeenGlare,
+}
+
+impl Flag {
+    /// The bit of this flag.
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+
+    /// The property name this flag feeds.
+    pub fn name(self) -> &'static str {
+        match self {
+            Flag::TableEdges => invariants::Invariant::TableEdgesOnly.name(),
+            Flag::OppositeRoles => invariants::Invariant::OppositeRoles.name(),
+            Flag::CandidateBinding => invariants::Invariant::CandidateBinding.name(),
+            Flag::MonotonicVersions => invariants::Invariant::MonotonicVersions.name(),
+            Flag::ConnectedCurrent => invariants::Invariant::ConnectedWithCurrentCredentials.name(),
+            Flag::RestartStorm => invariants::Invariant::NoRestartStorm.name(),
+            Flag::InputsAccepted => "legal inputs accepted",
+            Flag::AgentContract => "agent contract",
+            Flag::SeenStale => "stale ignored",
+            Flag::SeenGlare => "glare",
+        }
+    }
+}
+
+/// One property: its name, whether it is an invariant, the rule it checks and its condition.
+#[derive(Clone, Copy, Debug)]
+pub struct PropertyInfo {
+    /// Name, as in verdict tables.
+    pub name: &'static str,
+    /// `always` (true) or `sometimes` (false).
+    pub always: bool,
+    /// The rule or scenario it checks (docs/PROTOCOL.md names, cunicu.md §6 ids).
+    pub rule: &'static str,
+    /// The condition on a state.
+    pub condition: fn(&IceModel, &State) -> bool,
+}
+
+fn clean(s: &State, f: Flag) -> bool {
+    s.flags & f.bit() == 0
+}
+
+fn seen(s: &State, f: Flag) -> bool {
+    s.flags & f.bit() != 0
+}
+
+/// Name of the liveness property.
+pub const LIVENESS: &str = "quiescent => converged";
+
+/// Every property of the model, invariants first.
+pub const PROPERTIES: &[PropertyInfo] = &[
+    PropertyInfo {
+        name: "table edges only",
+        always: true,
+        rule: "state.rs transition table (S3)",
+        condition: |_, s| clean(s, Flag::TableEdges),
+    },
+    PropertyInfo {
+        name: "never both controlling",
+        always: true,
+        rule: "ROLE_BY_SMALLER_KEY (S1)",
+        condition: |_, s| clean(s, Flag::OppositeRoles),
+    },
+    PropertyInfo {
+        name: "candidate/session binding",
+        always: true,
+        rule: "CANDIDATE_BINDING, CONNECT_GUARD (S2, S6)",
+        condition: |_, s| clean(s, Flag::CandidateBinding),
+    },
+    PropertyInfo {
+        name: "monotonic versions",
+        always: true,
+        rule: "EPOCH_ORDER, STALE_DESCRIPTION (S6)",
+        condition: |_, s| clean(s, Flag::MonotonicVersions),
+    },
+    PropertyInfo {
+        name: "connected with current creds",
+        always: true,
+        rule: "CONNECT_GUARD, RESTART_ON_NEWER_CONFIRMED (S5)",
+        condition: |_, s| clean(s, Flag::ConnectedCurrent),
+    },
+    PropertyInfo {
+        name: "restarts <= faults",
+        always: true,
+        rule: "REBIND_UNCONFIRMED, RESTART_ON_NEWER_CONFIRMED (S7, L4-L6)",
+        condition: |_, s| clean(s, Flag::RestartStorm),
+    },
+    PropertyInfo {
+        name: "legal inputs accepted",
+        always: true,
+        rule: "Peer contract: no error on inputs a correct environment gives",
+        condition: |_, s| clean(s, Flag::InputsAccepted),
+    },
+    PropertyInfo {
+        name: "agent contract",
+        always: true,
+        rule: "NO_AGENT_AFTER_CLOSE, one agent per session (S4), connect once (S2)",
+        condition: |_, s| clean(s, Flag::AgentContract),
+    },
+    PropertyInfo {
+        name: LIVENESS,
+        always: true,
+        rule: "liveness L1-L9: RESEND_UNACKED, DUPLICATE_DESCRIPTION, convergence",
+        condition: |m, s| !m.quiescent(s) || m.converged(s),
+    },
+    PropertyInfo {
+        name: "connected",
+        always: false,
+        rule: "sanity: every session converges somewhere",
+        condition: |m, s| m.converged(s),
+    },
+    PropertyInfo {
+        name: "reconnected after restart",
+        always: false,
+        rule: "sanity: a restart happened and all sessions converged again (L4)",
+        condition: |m, s| s.pairs.iter().any(|p| p.restarts > 0) && m.converged(s),
+    },
+    PropertyInfo {
+        name: "reconnected after crash",
+        always: false,
+        rule: "sanity: a node crashed and all sessions converged again (L8)",
+        condition: |m, s| s.crashes.iter().any(|&c| c > 0) && m.converged(s),
+    },
+    PropertyInfo {
+        name: "stale ignored",
+        always: false,
+        rule: "sanity: STALE_DESCRIPTION is exercised",
+        condition: |_, s| seen(s, Flag::SeenStale),
+    },
+    PropertyInfo {
+        name: "glare",
+        always: false,
+        rule: "sanity: both ends restart before either reconnects (L5)",
+        condition: |_, s| seen(s, Flag::SeenGlare),
+    },
+];
+
+/// Looks a property up by name.
+pub fn info(name: &str) -> Option<&'static PropertyInfo> {
+    PROPERTIES.iter().find(|p| p.name == name)
+}
+
+/// The properties as stateright [`Property`] values.
+pub fn all() -> Vec<Property<IceModel>> {
+    PROPERTIES
+        .iter()
+        .map(|p| Property {
+            expectation: if p.always {
+                Expectation::Always
+            } else {
+                Expectation::Sometimes
+            },
+            name: p.name,
+            condition: p.condition,
+        })
+        .collect()
+}

@@ -1,0 +1,205 @@
+//! Readable traces: a numbered step list and a Mermaid `sequenceDiagram` of a path.
+
+use std::fmt::Write as _;
+
+use stateright::Model;
+
+use crate::model::{Action, IceModel, Note, State};
+
+/// One step of a path: the action in words and what it caused.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The action, described in the state it was taken in.
+    pub action: Action,
+    /// The action in words.
+    pub text: String,
+    /// What happened.
+    pub notes: Vec<Note>,
+}
+
+/// Replays `actions` from the initial state, recording every step. The initial state's own
+/// notes (first sends) are step 0 with no action.
+pub fn replay(model: &IceModel, actions: &[Action]) -> (Vec<Step>, Option<State>) {
+    let Some(mut state) = model.init_states().into_iter().next() else {
+        return (Vec::new(), None);
+    };
+    let mut steps = Vec::new();
+    for a in actions {
+        let mut notes = Vec::new();
+        let text = model.describe(&state, a);
+        state = model.step(&state, a, Some(&mut notes));
+        steps.push(Step {
+            action: a.clone(),
+            text,
+            notes,
+        });
+    }
+    (steps, Some(state))
+}
+
+/// A note in words.
+pub fn note_text(model: &IceModel, n: &Note) -> String {
+    match n {
+        Note::Send { from, d } => format!("{} sends {d}", model.end_name(*from)),
+        Note::State { end, from, to } => format!("{}: {from} -> {to}", model.end_name(*end)),
+        Note::Restarted { end, cause } => format!("{} restarts ({cause})", model.end_name(*end)),
+        Note::Ignored { end, reason } => format!("{} ignores it: {reason}", model.end_name(*end)),
+        Note::Agent { end, cmd } => format!("{} agent: {cmd}", model.end_name(*end)),
+        Note::Violation(v) => format!("VIOLATION {v}"),
+    }
+}
+
+/// The numbered step list of a path, with the final state of every peer end.
+pub fn text(model: &IceModel, actions: &[Action]) -> String {
+    let (steps, last) = replay(model, actions);
+    let mut out = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(out, "{:>3}. {}", i + 1, step.text);
+        for n in &step.notes {
+            // Agent bookkeeping is noise in a trace; state changes and messages tell the story.
+            if matches!(n, Note::Agent { .. }) {
+                continue;
+            }
+            let _ = writeln!(out, "       {}", note_text(model, n));
+        }
+    }
+    if let Some(s) = last {
+        let _ = writeln!(out, "     final:");
+        for (e, end) in s.ends.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "       {} {} local {:?} bound {:?} restarts {}",
+                model.end_name(e),
+                end.peer.state(),
+                end.peer.local_session().map(|r| (r.epoch, r.version)),
+                end.peer.remote_session().map(|r| (r.epoch, r.version)),
+                end.peer.restarts()
+            );
+        }
+        if let Some(d) = &s.detail {
+            let _ = writeln!(out, "       first violation: {d}");
+        }
+    }
+    out
+}
+
+/// The path as a Mermaid `sequenceDiagram`: deliveries are arrows, faults and state changes
+/// are notes.
+pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
+    let Some(init) = model.init_states().into_iter().next() else {
+        return String::new();
+    };
+    let mut out = String::from("sequenceDiagram\n");
+    for n in 0..model.peers {
+        let _ = writeln!(out, "    participant {}", IceModel::node_name(n));
+    }
+    let node = |e: usize| IceModel::node_name(model.node_of(e));
+    let mut state = init;
+    for a in actions {
+        let mut notes = Vec::new();
+        let next = model.step(&state, a, Some(&mut notes));
+        match *a {
+            Action::Deliver(i) => {
+                let m = &state.net[i];
+                let _ = writeln!(
+                    out,
+                    "    {}->>{}: {}",
+                    node(m.to ^ 1),
+                    node(m.to),
+                    crate::model::short(&m.d)
+                );
+            }
+            Action::Replay(i) => {
+                let m = &state.history[i];
+                let _ = writeln!(
+                    out,
+                    "    Note over {},{}: replay {}",
+                    node(m.to ^ 1),
+                    node(m.to),
+                    crate::model::short(&m.d)
+                );
+            }
+            Action::Duplicate(i) => {
+                let m = &state.net[i];
+                let _ = writeln!(
+                    out,
+                    "    Note over {},{}: duplicate {}",
+                    node(m.to ^ 1),
+                    node(m.to),
+                    crate::model::short(&m.d)
+                );
+            }
+            Action::Drop(i) => {
+                let m = &state.net[i];
+                let _ = writeln!(
+                    out,
+                    "    {}-x{}: lost {}",
+                    node(m.to ^ 1),
+                    node(m.to),
+                    crate::model::short(&m.d)
+                );
+            }
+            Action::Meet(p) => {
+                let _ = writeln!(
+                    out,
+                    "    {}-->>{}: ICE connected",
+                    node(2 * p),
+                    node(2 * p + 1)
+                );
+            }
+            Action::Crash(n) => {
+                let _ = writeln!(
+                    out,
+                    "    Note over {}: CRASH (state lost)",
+                    IceModel::node_name(n)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "    Note over {}: {}",
+                    node(action_end(a)),
+                    model.describe(&state, a)
+                );
+            }
+        }
+        for n in &notes {
+            match n {
+                Note::State { end, from, to } => {
+                    let _ = writeln!(out, "    Note over {}: {from} → {to}", node(*end));
+                }
+                Note::Restarted { end, cause } => {
+                    let cause = cause.split([' ', '{']).next().unwrap_or(cause);
+                    let _ = writeln!(out, "    Note over {}: restart ({cause})", node(*end));
+                }
+                Note::Violation(v) => {
+                    let _ = writeln!(
+                        out,
+                        "    Note over {}: VIOLATION {}",
+                        node(0),
+                        v.replace(';', ",")
+                    );
+                }
+                _ => {}
+            }
+        }
+        state = next;
+    }
+    out
+}
+
+fn action_end(a: &Action) -> usize {
+    match *a {
+        Action::AgentEvent(e)
+        | Action::Timer(e)
+        | Action::EarlyTimer(e)
+        | Action::Fail(e)
+        | Action::Restart(e) => e,
+        Action::Meet(p) => 2 * p,
+        Action::Deliver(_)
+        | Action::Drop(_)
+        | Action::Replay(_)
+        | Action::Duplicate(_)
+        | Action::Crash(_) => 0,
+    }
+}
