@@ -68,6 +68,10 @@ pub mod wire;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 
+// Runtime adapter (tokio driver, signaling backends, UDP ICE agent): feature `tokio`.
+#[cfg(feature = "tokio")]
+pub mod runtime;
+
 pub use agent::{AgentCommand, AgentEvent, AgentId};
 pub use backoff::Backoff;
 pub use candidate::{Candidate, CandidateKind, Transport};

@@ -1,0 +1,147 @@
+//! The signaling backend: publish envelopes to public keys, subscribe to our own.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::PublicKey;
+
+/// How many inbound events a subscription buffers before the backend drops more (the backend
+/// may drop: the core re-sends what was not acknowledged).
+pub const SUBSCRIPTION_BUFFER: usize = 1024;
+
+/// What a subscription delivers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendEvent {
+    /// An envelope addressed to our key (unverified bytes).
+    Envelope(Vec<u8>),
+    /// The subscription is (again) in place; envelopes published while it was not were lost.
+    Subscribed,
+    /// The connection to the backend was lost; the backend reconnects by itself.
+    Lost,
+}
+
+/// Everything addressed to one key, as a stream of [`BackendEvent`]s.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<BackendEvent>,
+}
+
+impl Subscription {
+    /// A subscription fed by `rx` (for backends).
+    pub fn new(rx: mpsc::Receiver<BackendEvent>) -> Subscription {
+        Subscription { rx }
+    }
+
+    /// The next event, or `None` once the backend closed the subscription for good.
+    pub async fn recv(&mut self) -> Option<BackendEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// Errors of a backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The backend cannot be reached now (the envelope was dropped).
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// The backend was closed.
+    #[error("backend closed")]
+    Closed,
+}
+
+/// A signaling backend with cunicu's semantics (seed 000): it delivers envelopes addressed by
+/// public key, to one key or to a group, may reorder and drop them (for example while the
+/// recipient is not subscribed), and stores nothing.
+pub trait Backend: Send + Sync + 'static {
+    /// Publishes `envelope` to `to`. Success means handed to the backend, not delivered.
+    fn publish(
+        &self,
+        to: PublicKey,
+        envelope: Vec<u8>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Publishes `envelope` to every key of a group (each recipient gets the same bytes).
+    fn multicast(
+        &self,
+        to: Vec<PublicKey>,
+        envelope: Vec<u8>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async move {
+            let mut result = Ok(());
+            for key in to {
+                if let Err(e) = self.publish(key, envelope.clone()).await {
+                    result = Err(e);
+                }
+            }
+            result
+        }
+    }
+
+    /// Subscribes to everything addressed to `key`, from any sender. The subscription survives
+    /// losing the backend connection: the backend reconnects and resubscribes by itself.
+    fn subscribe(
+        &self,
+        key: PublicKey,
+    ) -> impl Future<Output = Result<Subscription, BackendError>> + Send;
+}
+
+/// An in-process backend, for tests and single-process meshes. Cloning shares the hub.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryBackend {
+    subscribers: Arc<Mutex<HashMap<PublicKey, Vec<mpsc::Sender<BackendEvent>>>>>,
+}
+
+impl MemoryBackend {
+    /// An empty hub.
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::default()
+    }
+
+    /// Delivers `event` to every live subscription of `key`; returns how many took it.
+    fn deliver(&self, key: PublicKey, event: &BackendEvent) -> usize {
+        let mut map = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(subs) = map.get_mut(&key) else {
+            return 0;
+        };
+        subs.retain(|tx| !tx.is_closed());
+        subs.iter()
+            .filter(|tx| tx.try_send(event.clone()).is_ok())
+            .count()
+    }
+
+    /// Simulates a lost and restored connection for `key`'s subscriptions: they see
+    /// [`BackendEvent::Lost`] and then [`BackendEvent::Subscribed`].
+    pub fn bounce(&self, key: PublicKey) {
+        self.deliver(key, &BackendEvent::Lost);
+        self.deliver(key, &BackendEvent::Subscribed);
+    }
+}
+
+impl Backend for MemoryBackend {
+    async fn publish(&self, to: PublicKey, envelope: Vec<u8>) -> Result<(), BackendError> {
+        // Nobody subscribed, or a full buffer: dropped, as the semantics allow.
+        self.deliver(to, &BackendEvent::Envelope(envelope));
+        Ok(())
+    }
+
+    async fn subscribe(&self, key: PublicKey) -> Result<Subscription, BackendError> {
+        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        // The receiver is alive: this first event always fits the empty buffer.
+        let _ = tx.try_send(BackendEvent::Subscribed);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .push(tx);
+        Ok(Subscription::new(rx))
+    }
+}

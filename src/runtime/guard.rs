@@ -1,0 +1,169 @@
+//! Inbound protection: rate limit, replay cache and the counters that record what was refused.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use crate::wire::NONCE_LEN;
+
+/// Limits on what one remote peer may send us, applied before an envelope is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboundLimits {
+    /// Largest envelope accepted from this peer, in bytes.
+    pub max_envelope_len: usize,
+    /// Envelopes accepted in a burst (token bucket size).
+    pub burst: u32,
+    /// Sustained envelopes per second (token refill rate).
+    pub per_second: u32,
+    /// Nonces remembered per peer to detect replays.
+    pub replay_window: usize,
+}
+
+impl Default for InboundLimits {
+    fn default() -> Self {
+        InboundLimits {
+            max_envelope_len: 16 * 1024,
+            burst: 64,
+            per_second: 32,
+            replay_window: 1024,
+        }
+    }
+}
+
+/// What happened to envelopes claiming to come from one peer (or, for [`NodeStats::unrouted`],
+/// from no peer of ours).
+///
+/// [`NodeStats::unrouted`]: super::NodeStats::unrouted
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Opened and applied by the peer.
+    pub applied: u64,
+    /// Opened, and a duplicate of the newest applied description (answered if asked).
+    pub duplicate: u64,
+    /// Opened, and older than the newest applied description: ignored.
+    pub stale: u64,
+    /// Opened, and rejected by the peer as breaking the protocol.
+    pub rejected: u64,
+    /// Refused by the rate limit before opening.
+    pub rate_limited: u64,
+    /// Refused as larger than the limit before opening.
+    pub oversized: u64,
+    /// Not a well-formed envelope or body.
+    pub garbage: u64,
+    /// The box did not open or its sealed keys contradict the envelope (wrong key, forged,
+    /// reflected).
+    pub wrong_key: u64,
+    /// A nonce seen before: a replayed or duplicated envelope, refused before opening.
+    pub replayed: u64,
+    /// Addressed to another key, or from a sender we have no peer for.
+    pub misrouted: u64,
+    /// Descriptions sealed and handed to the backend.
+    pub sent: u64,
+    /// Descriptions that could not be sealed or published.
+    pub send_failed: u64,
+}
+
+/// A token bucket.
+#[derive(Clone, Debug)]
+pub(crate) struct RateLimiter {
+    tokens: f64,
+    burst: f64,
+    per_second: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(limits: &InboundLimits, now: Instant) -> RateLimiter {
+        let burst = f64::from(limits.burst.max(1));
+        RateLimiter {
+            tokens: burst,
+            burst,
+            per_second: f64::from(limits.per_second),
+            last: now,
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.per_second).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The most recent nonces of opened envelopes, bounded.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReplayCache {
+    order: VecDeque<[u8; NONCE_LEN]>,
+    set: HashSet<[u8; NONCE_LEN]>,
+    capacity: usize,
+}
+
+impl ReplayCache {
+    pub(crate) fn new(capacity: usize) -> ReplayCache {
+        ReplayCache {
+            capacity: capacity.max(1),
+            ..ReplayCache::default()
+        }
+    }
+
+    pub(crate) fn contains(&self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.set.contains(nonce)
+    }
+
+    pub(crate) fn insert(&mut self, nonce: [u8; NONCE_LEN]) {
+        if !self.set.insert(nonce) {
+            return;
+        }
+        self.order.push_back(nonce);
+        if self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// Reads the nonce of an envelope that [`Header::peek`](crate::wire::Header::peek) accepted.
+pub(crate) fn nonce_of(envelope: &[u8]) -> Option<[u8; NONCE_LEN]> {
+    use prost::Message;
+    let e = crate::wire::proto::Envelope::decode(envelope).ok()?;
+    <[u8; NONCE_LEN]>::try_from(e.contents?.nonce.as_slice()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_refills_and_caps() {
+        let now = Instant::now();
+        let limits = InboundLimits {
+            burst: 2,
+            per_second: 10,
+            ..InboundLimits::default()
+        };
+        let mut r = RateLimiter::new(&limits, now);
+        assert!(r.allow(now) && r.allow(now));
+        assert!(!r.allow(now));
+        assert!(r.allow(now + Duration::from_millis(100)));
+        let later = now + Duration::from_secs(10);
+        assert!(r.allow(later) && r.allow(later) && !r.allow(later));
+    }
+
+    #[test]
+    fn replay_cache_is_bounded() {
+        let mut c = ReplayCache::new(2);
+        c.insert([1; NONCE_LEN]);
+        c.insert([2; NONCE_LEN]);
+        c.insert([3; NONCE_LEN]);
+        assert!(!c.contains(&[1; NONCE_LEN]));
+        assert!(c.contains(&[2; NONCE_LEN]) && c.contains(&[3; NONCE_LEN]));
+    }
+}

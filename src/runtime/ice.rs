@@ -1,0 +1,324 @@
+//! A real ICE agent (str0m's sans-IO [`is::IceAgent`]) on one UDP socket per session.
+//!
+//! The agent does the STUN connectivity checks; this module owns the socket, maps the core's
+//! [`AgentCommand`]s to the agent and the agent's state changes to [`AgentEvent`]s along the
+//! core's transition table.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use is::stun::{StunMessage, StunPacket};
+use is::{IceAgent, IceAgentEvent, IceConnectionState, IceCreds, Protocol};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, trace};
+
+use crate::{
+    AgentEvent, AgentId, Candidate, CandidateKind, Credentials, PublicKey, Role, Transport,
+};
+
+/// First byte of an application datagram on the selected pair (RFC 7983 leaves 0–3 to STUN).
+pub const DATA_TAG: u8 = 0xff;
+/// Largest UDP datagram read.
+const RECV_BUF: usize = 2048;
+
+/// A datagram received on an agent's socket, routed to the driver.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub remote: PublicKey,
+    pub agent: AgentId,
+    pub from: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// What the core was last told about the agent's connectivity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reported {
+    Nothing,
+    Checking,
+    Connected,
+    Completed,
+    Disconnected,
+    Failed,
+}
+
+/// One ICE session: the agent, its socket and the socket's reader task.
+pub(crate) struct IceSession {
+    pub id: AgentId,
+    agent: IceAgent,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    reader: JoinHandle<()>,
+    started: bool,
+    reported: Reported,
+    nominated: Option<SocketAddr>,
+    /// Remote addresses that passed a STUN integrity check in this session.
+    verified: BTreeSet<SocketAddr>,
+    /// Events for the core, fed in order by the driver.
+    pub events: VecDeque<AgentEvent>,
+}
+
+impl Drop for IceSession {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl IceSession {
+    /// Creates the agent and binds its socket on `ip` (any port).
+    pub fn new(
+        id: AgentId,
+        remote: PublicKey,
+        credentials: &Credentials,
+        role: Role,
+        ip: IpAddr,
+        inbound: mpsc::Sender<Received>,
+    ) -> io::Result<IceSession> {
+        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        std_socket.set_nonblocking(true)?;
+        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
+        let local = socket.local_addr()?;
+        let mut agent = IceAgent::new(IceCreds {
+            ufrag: credentials.ufrag.clone(),
+            pass: credentials.pwd.clone(),
+        });
+        agent.set_controlling(role == Role::Controlling);
+        let reader = tokio::spawn(read_loop(Arc::clone(&socket), remote, id, inbound));
+        Ok(IceSession {
+            id,
+            agent,
+            socket,
+            local,
+            reader,
+            started: false,
+            reported: Reported::Nothing,
+            nominated: None,
+            verified: BTreeSet::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The socket's address (the host candidate).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The remote address of the selected pair.
+    pub fn selected(&self) -> Option<SocketAddr> {
+        self.nominated
+    }
+
+    /// `Gather`: the socket's address is the one host candidate; gathering is then done.
+    pub fn gather(&mut self) {
+        let candidate = match is::Candidate::host(self.local, "udp") {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(error = %e, "unusable local address");
+                self.events.push_back(AgentEvent::GatheringDone);
+                return;
+            }
+        };
+        if let Some(added) = self.agent.add_local_candidate(candidate) {
+            let mut c = Candidate::host(self.local);
+            c.priority = added.prio();
+            self.events.push_back(AgentEvent::LocalCandidate(c));
+        }
+        self.events.push_back(AgentEvent::GatheringDone);
+    }
+
+    /// `AddRemoteCandidate`: UDP candidates go to the agent; others are not supported.
+    pub fn add_remote_candidate(&mut self, c: &Candidate) {
+        if c.transport != Transport::Udp {
+            debug!(?c, "skipping a non-UDP remote candidate");
+            return;
+        }
+        let kind = match c.kind {
+            CandidateKind::Host => is::CandidateKind::Host,
+            CandidateKind::ServerReflexive => is::CandidateKind::ServerReflexive,
+            CandidateKind::PeerReflexive => is::CandidateKind::PeerReflexive,
+            CandidateKind::Relay => is::CandidateKind::Relayed,
+        };
+        self.agent.add_remote_candidate(is::Candidate::from_parts(
+            c.foundation.clone(),
+            c.component,
+            Protocol::Udp,
+            c.priority,
+            c.addr,
+            kind,
+            c.related,
+            None,
+            None,
+        ));
+    }
+
+    /// `Connect`: the remote credentials are known; connectivity checks start now.
+    pub fn connect(&mut self, now: Instant, remote: &Credentials) {
+        self.agent.set_remote_credentials(IceCreds {
+            ufrag: remote.ufrag.clone(),
+            pass: remote.pwd.clone(),
+        });
+        self.started = true;
+        self.agent.handle_timeout(now);
+        self.flush();
+    }
+
+    /// When the agent wants [`handle_timeout`](IceSession::handle_timeout) (only once started:
+    /// before `Connect` it must not leave its New state).
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.started {
+            self.agent.poll_timeout()
+        } else {
+            None
+        }
+    }
+
+    /// Advances the agent's timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.started {
+            self.agent.handle_timeout(now);
+            self.flush();
+        }
+    }
+
+    /// A datagram from the socket: STUN goes to the agent; an application datagram from a
+    /// verified address is returned.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Option<Vec<u8>> {
+        match data.first() {
+            Some(0..=3) => {
+                let Ok(message) = StunMessage::parse(data) else {
+                    trace!(%from, "not a STUN message");
+                    return None;
+                };
+                let packet = StunPacket {
+                    proto: Protocol::Udp,
+                    source: from,
+                    destination: self.local,
+                    message,
+                };
+                if self.started || packet.message.is_binding_request() {
+                    self.agent.handle_packet(now, packet);
+                }
+                self.flush();
+                None
+            }
+            Some(&DATA_TAG) if self.verified.contains(&from) => Some(data[1..].to_vec()),
+            _ => {
+                trace!(%from, "dropped an unexpected datagram");
+                None
+            }
+        }
+    }
+
+    /// Sends an application datagram on the selected pair; false if there is none.
+    pub fn send_datagram(&self, data: &[u8]) -> bool {
+        let Some(to) = self.nominated else {
+            return false;
+        };
+        let mut buf = Vec::with_capacity(data.len() + 1);
+        buf.push(DATA_TAG);
+        buf.extend_from_slice(data);
+        // UDP is lossy anyway: a full socket buffer drops the datagram.
+        self.socket.try_send_to(&buf, to).is_ok()
+    }
+
+    /// Sends what the agent queued and turns its events into core events.
+    fn flush(&mut self) {
+        while let Some(t) = self.agent.poll_transmit() {
+            if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
+                debug!(error = %e, to = %t.destination, "STUN send failed");
+            }
+        }
+        while let Some(event) = self.agent.poll_event() {
+            match event {
+                IceAgentEvent::IceConnectionStateChange(state) => self.report(state),
+                IceAgentEvent::DiscoveredRecv { source, .. } => {
+                    self.verified.insert(source);
+                }
+                IceAgentEvent::NominatedSend { destination, .. } => {
+                    debug!(%destination, "selected pair");
+                    self.nominated = Some(destination);
+                }
+                IceAgentEvent::IceRestart(_) => {}
+            }
+        }
+    }
+
+    /// Maps the agent's state to the core's edges. The agent has no Failed state and may move
+    /// Connected → Checking or Completed → Connected, which the core has no edge for: those are
+    /// not reported; Checking → Disconnected (nothing left to try) is reported as Failed.
+    fn report(&mut self, state: IceConnectionState) {
+        use Reported as R;
+        let push = |events: &mut VecDeque<AgentEvent>, e, r| {
+            events.push_back(e);
+            r
+        };
+        let ev = &mut self.events;
+        let mut r = self.reported;
+        match state {
+            IceConnectionState::New => {}
+            IceConnectionState::Checking => {
+                if r == R::Nothing {
+                    r = push(ev, AgentEvent::Checking, R::Checking);
+                }
+            }
+            IceConnectionState::Connected | IceConnectionState::Completed => {
+                if r == R::Nothing {
+                    r = push(ev, AgentEvent::Checking, R::Checking);
+                }
+                if matches!(r, R::Checking | R::Disconnected) {
+                    r = push(ev, AgentEvent::Connected, R::Connected);
+                }
+                if state == IceConnectionState::Completed && r == R::Connected {
+                    r = push(ev, AgentEvent::Completed, R::Completed);
+                }
+            }
+            IceConnectionState::Disconnected => match r {
+                R::Connected | R::Completed => {
+                    r = push(ev, AgentEvent::Disconnected, R::Disconnected)
+                }
+                R::Checking => r = push(ev, AgentEvent::Failed, R::Failed),
+                R::Nothing | R::Disconnected | R::Failed => {}
+            },
+        }
+        self.reported = r;
+    }
+}
+
+/// Reads the socket and routes datagrams to the driver until either side goes away.
+async fn read_loop(
+    socket: Arc<UdpSocket>,
+    remote: PublicKey,
+    agent: AgentId,
+    inbound: mpsc::Sender<Received>,
+) {
+    let mut buf = vec![0u8; RECV_BUF];
+    loop {
+        let (len, from) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors (port unreachable) surface here on some systems: keep reading.
+                trace!(error = %e, "recv_from");
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                continue;
+            }
+        };
+        let received = Received {
+            remote,
+            agent,
+            from,
+            data: buf[..len].to_vec(),
+        };
+        if inbound.send(received).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The tokio runtime adapter (feature `tokio`): a driver task per node that runs one
+//! [`Peer`](crate::Peer) per remote key over a signaling [`Backend`] and a real ICE agent on
+//! UDP sockets.
+//!
+//! The driver follows quinn's `ConnectionDriver`: it waits on the backend subscription, the
+//! ICE sockets, the application's commands and `sleep_until(poll_timeout)`, hands the input to
+//! the core with `Instant::now()` (never the deadline), then drains every output and agent
+//! event until nothing moves. Envelopes pass a per-peer size limit, rate limit and replay
+//! check before they are opened; what is refused is counted in [`PeerStats`].
+//!
+//! Backends: [`MemoryBackend`] (in-process) and, with feature `redis`, `RedisBackend` (Redis
+//! pub/sub, one channel per recipient key). See `docs/RUNTIME.md`.
+
+mod backend;
+mod guard;
+mod ice;
+mod node;
+#[cfg(feature = "redis")]
+mod redis;
+
+pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscription};
+pub use guard::{InboundLimits, PeerStats};
+pub use ice::DATA_TAG;
+pub use node::{Node, NodeConfig, NodeEvent, NodeStatus, PeerStatus};
+#[cfg(feature = "redis")]
+pub use redis::{channel_name, RedisBackend, RedisStats, CHANNEL_PREFIX};
+
+use crate::PublicKey;
+
+/// Errors of the runtime adapter.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The signaling backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The core refused an input.
+    #[error(transparent)]
+    Core(#[from] crate::Error),
+    /// A key or envelope could not be used.
+    #[error(transparent)]
+    Wire(#[from] crate::wire::Error),
+    /// No session with this key.
+    #[error("no session with {0:?}")]
+    UnknownPeer(PublicKey),
+    /// The session has no selected pair yet.
+    #[error("no selected pair with {0:?}")]
+    NotConnected(PublicKey),
+    /// The driver task has stopped.
+    #[error("the node stopped")]
+    Stopped,
+    /// A wait ran out of time.
+    #[error("timed out")]
+    Timeout,
+}

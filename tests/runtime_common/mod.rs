@@ -1,0 +1,66 @@
+//! Helpers shared by the runtime integration tests.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use icepact::runtime::{NodeConfig, RedisBackend};
+use icepact::wire::SecretKey;
+use icepact::{Backoff, Config};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+/// The Redis server of the tests: `ICEPACT_REDIS_URL`, default `redis://127.0.0.1:6379`.
+pub fn redis_url() -> String {
+    std::env::var("ICEPACT_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The Redis URL if the server answers. Without it: a failure when `CI` is set, else a skip
+/// with a message.
+pub async fn redis_or_skip(test: &str) -> Option<String> {
+    let url = redis_url();
+    let backend = RedisBackend::new(&url).expect("a well-formed ICEPACT_REDIS_URL");
+    match backend.ping().await {
+        Ok(()) => Some(url),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!(
+                "CI is set but Redis at {url} is unreachable ({e}): install and start redis-server"
+            )
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {test}: Redis at {url} is unreachable ({e}); set ICEPACT_REDIS_URL");
+            None
+        }
+    }
+}
+
+/// A fresh random key pair.
+pub fn secret() -> SecretKey {
+    let mut bytes = [0; 32];
+    ChaCha20Rng::from_os_rng().fill_bytes(&mut bytes);
+    SecretKey::from_bytes(bytes)
+}
+
+/// Two fresh keys, in either order.
+pub fn two_secrets() -> (SecretKey, SecretKey) {
+    (secret(), secret())
+}
+
+/// A node configuration with quick re-sends, so that lost descriptions are repeated within a
+/// second rather than a minute.
+pub fn quick_config() -> NodeConfig {
+    NodeConfig {
+        peer: Config {
+            backoff: Backoff {
+                initial: Duration::from_millis(200),
+                max: Duration::from_millis(800),
+                ..Backoff::default()
+            },
+            ..Config::default()
+        },
+        ..NodeConfig::default()
+    }
+}
+
+/// Generous bound for reaching Connected on loopback.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
