@@ -1,6 +1,9 @@
 //! The wire format's cost next to the bare crypto: sealing and opening a typical description
 //! (credentials and 8 candidates) against `crypto_box` sealing and opening the same plaintext
 //! bytes with a precomputed key. Prints both medians and their ratio at the end.
+//!
+//! `ICEPACT_WIRE_LOOP=<op>:<n>` (op: seal_encode, open_decode, raw_seal, raw_open, none) runs one
+//! operation `n` times instead, for instruction counts under valgrind or `perf stat`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -145,7 +148,52 @@ fn median_ns(name: &str) -> Option<f64> {
     value[..end].trim().parse().ok()
 }
 
+/// `ICEPACT_WIRE_LOOP=<op>:<n>` runs one operation `n` times and exits, for counting cycles
+/// and instructions with `perf stat` (robust on a loaded machine, unlike wall time).
+fn run_loop(spec: &str) {
+    let (op, n) = spec.split_once(':').expect("ICEPACT_WIRE_LOOP=<op>:<n>");
+    let n: u64 = n.parse().expect("a number of iterations");
+    let (a, b) = (
+        SecretKey::from_bytes([1; 32]),
+        SecretKey::from_bytes([2; 32]),
+    );
+    let a_to_b = Channel::new(&a, b.public_key()).unwrap();
+    let b_from_a = Channel::new(&b, a.public_key()).unwrap();
+    let d = typical();
+    let nonce = Nonce([7; 24]);
+    let envelope = a_to_b.seal_with_nonce(&d, nonce).unwrap();
+    let body = Body {
+        sender: a.public_key(),
+        recipient: b.public_key(),
+        description: d.clone(),
+    };
+    let plaintext = body.encode(&Limits::default()).unwrap();
+    let raw = SalsaBox::new(
+        &crypto_box::PublicKey::from_bytes(b.public_key().0),
+        &crypto_box::SecretKey::from_bytes([1; 32]),
+    );
+    let raw_nonce = GenericArray::from_slice(&nonce.0);
+    let sealed = raw.encrypt(raw_nonce, plaintext.as_slice()).unwrap();
+    for _ in 0..n {
+        match op {
+            "seal_encode" => drop(black_box(a_to_b.seal_with_nonce(black_box(&d), nonce))),
+            "open_decode" => drop(black_box(b_from_a.open(black_box(&envelope)))),
+            "raw_seal" => drop(black_box(
+                raw.encrypt(raw_nonce, black_box(plaintext.as_slice())),
+            )),
+            "raw_open" => drop(black_box(
+                raw.decrypt(raw_nonce, black_box(sealed.as_slice())),
+            )),
+            "none" => {}
+            _ => panic!("unknown operation {op}"),
+        }
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("ICEPACT_WIRE_LOOP") {
+        return run_loop(&spec);
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     for (wire, raw) in [("seal_encode", "raw_seal"), ("open_decode", "raw_open")] {
