@@ -23,6 +23,8 @@ use crate::{
 
 /// First byte of an application datagram on the selected pair (RFC 7983 leaves 0–3 to STUN).
 pub const DATA_TAG: u8 = 0xff;
+/// STUN datagrams kept from before `Connect` (the remote may start checking first).
+const MAX_EARLY: usize = 32;
 /// Largest UDP datagram read.
 const RECV_BUF: usize = 2048;
 
@@ -58,6 +60,8 @@ pub(crate) struct IceSession {
     nominated: Option<SocketAddr>,
     /// Remote addresses that passed a STUN integrity check in this session.
     verified: BTreeSet<SocketAddr>,
+    /// STUN datagrams that arrived before `Connect`, handled right after it.
+    early: VecDeque<(SocketAddr, Vec<u8>)>,
     /// Events for the core, fed in order by the driver.
     pub events: VecDeque<AgentEvent>,
 }
@@ -98,6 +102,7 @@ impl IceSession {
             reported: Reported::Nothing,
             nominated: None,
             verified: BTreeSet::new(),
+            early: VecDeque::new(),
             events: VecDeque::new(),
         })
     }
@@ -164,6 +169,11 @@ impl IceSession {
         self.started = true;
         self.agent.handle_timeout(now);
         self.flush();
+        // Checks that arrived before we knew the remote credentials: a nomination among them
+        // would otherwise be lost (the controlling side does not repeat a successful one).
+        while let Some((from, data)) = self.early.pop_front() {
+            self.handle_datagram(now, from, &data);
+        }
     }
 
     /// When the agent wants [`handle_timeout`](IceSession::handle_timeout) (only once started:
@@ -193,6 +203,12 @@ impl IceSession {
         data: &[u8],
     ) -> Option<Vec<u8>> {
         match data.first() {
+            Some(0..=3) if !self.started => {
+                if self.early.len() < MAX_EARLY {
+                    self.early.push_back((from, data.to_vec()));
+                }
+                None
+            }
             Some(0..=3) => {
                 let Ok(message) = StunMessage::parse(data) else {
                     trace!(%from, "not a STUN message");
@@ -204,9 +220,7 @@ impl IceSession {
                     destination: self.local,
                     message,
                 };
-                if self.started || packet.message.is_binding_request() {
-                    self.agent.handle_packet(now, packet);
-                }
+                self.agent.handle_packet(now, packet);
                 self.flush();
                 None
             }

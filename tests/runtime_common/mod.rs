@@ -64,3 +64,13 @@ pub fn quick_config() -> NodeConfig {
 
 /// Generous bound for reaching Connected on loopback.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Logs to the test output at DEBUG when `ICEPACT_LOG` is set.
+pub fn init_tracing() {
+    if std::env::var_os("ICEPACT_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_test_writer()
+            .try_init();
+    }
+}
