@@ -25,8 +25,10 @@ use crate::state::{transition, ConnectionState, Trigger};
 ///   [`poll_timeout`](Peer::poll_timeout));
 /// - [`restart`](Peer::restart) and [`close`](Peer::close): commands of the embedding.
 ///
-/// Every input first fires the timers that are due at `now`, then applies itself. An input
-/// that returns `Err` changed nothing.
+/// Every input first fires the timers that are due at `now`, exactly as
+/// [`handle_timeout`](Peer::handle_timeout)`(now)` would (time has passed, whatever the input
+/// turns out to be), then applies itself. An input that returns `Err` changes nothing beyond
+/// those due timers; `Err(TimeWentBackwards)` changes nothing at all.
 ///
 /// *Outputs* are polled: after **every** input, drain [`poll_output`](Peer::poll_output) until
 /// it returns `None`, carrying out each [`Output`] in order (send the description to the remote,

@@ -31,7 +31,7 @@ pub use shrink::shrink;
 pub use sweep::{sweep, Summary};
 pub use throughput::{ping_pong, PingPong, Seal, WireSeal};
 pub use trace::{Trace, TraceEntry, TraceKind};
-pub use verify::{sim_figures, verify, Verdict, VerifyOptions};
+pub use verify::{model_suite, sim_figures, verify, Verdict, VerifyOptions};
 pub use world::{Outcome, SimConfig, Stats, World};
 
 /// Runs one seed with its swarm plan.
