@@ -90,6 +90,7 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
     let mut columns: Vec<String> = Vec::new();
     let mut pass = true;
     let mut details = String::new();
+    let mut figures = String::new();
     let mut model_seed_broken = false;
 
     let put = |cells: &mut BTreeMap<&'static str, BTreeMap<usize, String>>,
@@ -116,25 +117,32 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             eprintln!("model checking {} ...", opts.label());
         }
         let rows: Vec<VerdictRow> = icepact_models::check(&opts);
+        if let Some(r) = rows.first() {
+            let _ = writeln!(
+                figures,
+                "- {}: {} unique states, depth {}, {:.1}s, {} ({})",
+                columns[col],
+                r.unique_states,
+                r.max_depth,
+                r.seconds,
+                if r.exhaustive {
+                    "exhaustive"
+                } else {
+                    "time-boxed, not exhaustive"
+                },
+                opts.label()
+            );
+        }
         for r in &rows {
-            let text = match r.outcome {
-                Outcome::Holds => format!(
-                    "holds ({} states, depth {}, {:.1}s, {})",
-                    r.unique_states,
-                    r.max_depth,
-                    r.seconds,
-                    if r.exhaustive {
-                        "exhaustive"
-                    } else {
-                        "NOT exhaustive"
-                    }
-                ),
-                Outcome::Violated => format!(
-                    "VIOLATED (shortest path {} steps)",
+            let text = match (r.outcome, r.exhaustive) {
+                (Outcome::Holds, _) => "holds".to_string(),
+                (Outcome::Violated, _) => format!(
+                    "VIOLATED ({} steps)",
                     r.path_len.map_or("?".into(), |n| n.to_string())
                 ),
-                Outcome::Found => "found".to_string(),
-                Outcome::NotFound => "NOT FOUND".to_string(),
+                (Outcome::Found, _) => "found".to_string(),
+                (Outcome::NotFound, true) => "NOT FOUND".to_string(),
+                (Outcome::NotFound, false) => "not reached".to_string(),
             };
             put(&mut cells, &mut order, r.property, col, text);
             if seed_policy {
@@ -190,9 +198,9 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
                 .map(|(seed, _)| *seed)
                 .collect();
             let text = if bad.is_empty() {
-                format!("holds (0/{seeds})")
+                "holds".to_string()
             } else {
-                format!("VIOLATED ({}/{seeds}, first seed {})", bad.len(), bad[0])
+                format!("VIOLATED ({} seeds, first {})", bad.len(), bad[0])
             };
             put(&mut cells, &mut order, inv.name(), col, text);
         }
@@ -201,7 +209,7 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         } else {
             pass &= s.violations.is_empty() && s.converged == s.seeds;
         }
-        let _ = writeln!(details, "\n{}", sim_figures(&cfg, &s));
+        let _ = writeln!(figures, "- {}: {}", columns[col], sim_figures(&cfg, &s));
     }
     // The simulator must be able to see what the model checker found.
     if model_seed_broken && !sim_seed_broken {
@@ -230,6 +238,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         }
         report.push('\n');
     }
+    report.push_str("\nFigures:\n");
+    report.push_str(&figures);
     report.push_str(&details);
     let _ = writeln!(
         report,
@@ -250,9 +260,7 @@ pub fn sim_figures(cfg: &SimConfig, s: &Summary) -> String {
             .map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()))
     };
     format!(
-        "sim {} peers {:?}: {} seeds, {} violations, {}/{} converged after heal (p50 {}, p99 {}, max {}; bound {:.0}s), {} restarts, {} messages, {:.0} events/s/core, {:.1}s",
-        cfg.peers,
-        cfg.core.policy,
+        "{} seeds, {} violations, {}/{} converged after heal (p50 {}, p99 {}, max {}; bound {:.0}s), {} restarts, {} messages, {:.0} events/s/core, {:.1}s",
         s.seeds,
         s.violations.len(),
         s.converged,
