@@ -29,10 +29,10 @@ impl Default for InboundLimits {
     }
 }
 
-/// What happened to envelopes claiming to come from one peer (or, for [`NodeStats::unrouted`],
+/// What happened to envelopes claiming to come from one peer (or, for [`NodeStatus::unrouted`],
 /// from no peer of ours).
 ///
-/// [`NodeStats::unrouted`]: super::NodeStats::unrouted
+/// [`NodeStatus::unrouted`]: super::NodeStatus::unrouted
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerStats {
     /// Opened and applied by the peer.
