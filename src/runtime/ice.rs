@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use is::stun::{StunMessage, StunPacket};
 use is::{IceAgent, IceAgentEvent, IceConnectionState, IceCreds, Protocol};
@@ -27,6 +27,10 @@ pub const DATA_TAG: u8 = 0xff;
 const MAX_EARLY: usize = 32;
 /// Largest UDP datagram read.
 const RECV_BUF: usize = 2048;
+
+/// How long an agent may check without connecting before it reports Failed (pion's
+/// `disconnected_timeout + failed_timeout`).
+const CHECKING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A datagram received on an agent's socket, routed to the driver.
 #[derive(Debug)]
@@ -56,6 +60,8 @@ pub(crate) struct IceSession {
     local: SocketAddr,
     reader: JoinHandle<()>,
     started: bool,
+    /// When checking gives up if no pair connected (set at `Connect`).
+    checking_deadline: Option<Instant>,
     reported: Reported,
     nominated: Option<SocketAddr>,
     /// Remote addresses that passed a STUN integrity check in this session.
@@ -99,6 +105,7 @@ impl IceSession {
             local,
             reader,
             started: false,
+            checking_deadline: None,
             reported: Reported::Nothing,
             nominated: None,
             verified: BTreeSet::new(),
@@ -167,6 +174,7 @@ impl IceSession {
             pass: remote.pwd.clone(),
         });
         self.started = true;
+        self.checking_deadline = Some(now + CHECKING_TIMEOUT);
         self.agent.handle_timeout(now);
         self.flush();
         // Checks that arrived before we knew the remote credentials: a nomination among them
@@ -179,18 +187,37 @@ impl IceSession {
     /// When the agent wants [`handle_timeout`](IceSession::handle_timeout) (only once started:
     /// before `Connect` it must not leave its New state).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        if self.started {
-            self.agent.poll_timeout()
-        } else {
-            None
+        if !self.started {
+            return None;
         }
+        let checking = self.checking_deadline.filter(|_| self.still_checking());
+        [self.agent.poll_timeout(), checking]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Not connected yet, and not given up.
+    fn still_checking(&self) -> bool {
+        matches!(self.reported, Reported::Nothing | Reported::Checking)
     }
 
     /// Advances the agent's timers.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.started {
-            self.agent.handle_timeout(now);
-            self.flush();
+        if !self.started {
+            return;
+        }
+        self.agent.handle_timeout(now);
+        self.flush();
+        // The agent has no Failed state and, with no usable pair, would check forever: give up
+        // after pion's initial checking timeout (disconnected 5 s + failed 25 s), so the core
+        // restarts the session (Checking -> Failed -> Closed -> Idle).
+        if self.still_checking() && self.checking_deadline.is_some_and(|d| now >= d) {
+            if self.reported == Reported::Nothing {
+                self.events.push_back(AgentEvent::Checking);
+            }
+            self.events.push_back(AgentEvent::Failed);
+            self.reported = Reported::Failed;
         }
     }
 
@@ -334,5 +361,56 @@ async fn read_loop(
         if inbound.send(received).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn checking_without_a_pair_fails_after_the_timeout() {
+        let creds = Credentials {
+            ufrag: "localufraglocal".into(),
+            pwd: "localpasswordlocalpasswordlocal1".into(),
+        };
+        let remote = Credentials {
+            ufrag: "remoteufragremo".into(),
+            pwd: "remotepasswordremotepassword1234".into(),
+        };
+        let (tx, _rx) = mpsc::channel(4);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let mut s = IceSession::new(
+            AgentId(1),
+            PublicKey([9; 32]),
+            &creds,
+            Role::Controlling,
+            ip,
+            tx,
+        )
+        .expect("a loopback socket binds");
+        let start = Instant::now();
+        s.connect(start, &remote);
+        let deadline = s.poll_timeout().expect("a checking agent has a timer");
+        assert!(deadline <= start + CHECKING_TIMEOUT);
+        s.handle_timeout(start + CHECKING_TIMEOUT - Duration::from_millis(1));
+        assert!(!s.events.contains(&AgentEvent::Failed));
+        s.handle_timeout(start + CHECKING_TIMEOUT);
+        assert_eq!(s.events.back(), Some(&AgentEvent::Failed));
+        // Reported once; the timer is gone.
+        let failed = s
+            .events
+            .iter()
+            .filter(|e| **e == AgentEvent::Failed)
+            .count();
+        assert_eq!(failed, 1);
+        s.handle_timeout(start + 2 * CHECKING_TIMEOUT);
+        assert_eq!(
+            s.events
+                .iter()
+                .filter(|e| **e == AgentEvent::Failed)
+                .count(),
+            1
+        );
     }
 }
