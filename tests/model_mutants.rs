@@ -1,5 +1,6 @@
-//! A fast model-check suite for mutation testing (`cargo mutants … --test-package
-//! icepact-models`, see docs/MODEL-CHECKING.md): small exhaustive configurations, one fault class
+//! A fast model-check suite for mutation testing (`cargo mutants -f src/rules.rs … --
+//! --test model_mutants`, see docs/MODEL-CHECKING.md; it lives in the core package because
+//! cargo-mutants runs the tests of the mutated package): small exhaustive configurations, one fault class
 //! each plus glare (two failures) and replay-after-crash. Every invariant must hold in each, and
 //! every sanity example must be found in at least one, so a mutant that breaks a rule or makes a
 //! behaviour unreachable fails here.
