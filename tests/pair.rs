@@ -417,3 +417,46 @@ fn seed_policy_restarts_on_a_late_old_offer_epoch_policy_does_not() {
         assert_eq!(p.b.peer.restarts() > restarts, expect_restart, "{policy:?}");
     }
 }
+
+/// Rule DUPLICATE_DESCRIPTION / cunicu B2: a duplicate, and a newer version, that ask for a
+/// reply get one, carrying the acknowledgement of what was received; one that asks for none
+/// gets none. (Liveness does not depend on it — RESEND_UNACKED repairs a lost reply — but the
+/// reply saves a back-off interval, so it is pinned here.)
+#[test]
+fn requested_replies_are_sent_for_duplicates_and_updates_only_when_asked() {
+    let mut p = Pair::new(Config::default());
+    assert!(p.run_until_connected(1_000));
+    let now = p.now;
+    let newest = p.b.peer.newest_applied().unwrap();
+    let mut d =
+        p.a.sent
+            .iter()
+            .rev()
+            .find(|d| d.session == newest)
+            .unwrap()
+            .clone();
+    let sends = |peer: &mut icepact::Peer| {
+        let mut n = Vec::new();
+        while let Some(o) = peer.poll_output() {
+            if let icepact::Output::Send(s) = o {
+                n.push(s);
+            }
+        }
+        n
+    };
+    for (need, update) in [(true, false), (false, false), (true, true), (false, true)] {
+        if update {
+            d.session.version += 1;
+        }
+        d.need_reply = need;
+        let got = p.b.peer.handle_description(now, &d).unwrap();
+        assert_eq!(got == Disposition::Applied, update);
+        let replies = sends(&mut p.b.peer);
+        if need {
+            assert_eq!(replies.len(), 1, "need {need} update {update}");
+            assert_eq!(replies[0].ack, Some(d.session), "the reply acknowledges it");
+        } else {
+            assert!(replies.is_empty(), "need {need} update {update}");
+        }
+    }
+}
