@@ -23,6 +23,12 @@ fn cold_peers_connect_along_the_diagram() {
     ];
     assert_eq!(p.a.transitions, path);
     assert_eq!(p.b.transitions, path);
+    // Both gathered two candidates; the second trickled in after connecting, and the remote's
+    // end-of-candidates reached each agent once.
+    for node in [&p.a, &p.b] {
+        assert_eq!(node.agent.remote_candidates.len(), 2);
+        assert!(node.agent.end_of_remote_candidates);
+    }
     assert_eq!((p.a.peer.restarts(), p.b.peer.restarts()), (0, 0));
     assert!(p.a.peer.is_confirmed() && p.b.peer.is_confirmed());
     // Each holds the other's current credentials.

@@ -36,6 +36,9 @@ pub struct FakeAgent {
     pub remote_candidates: Vec<Candidate>,
     pub connecting: bool,
     pub connected: bool,
+    pub end_of_remote_candidates: bool,
+    /// `Connect` was carried out on this agent (never reset, unlike `connecting`).
+    pub connect_told: bool,
     pub created: u32,
     pub closed: u32,
 }
@@ -198,10 +201,17 @@ impl Pair {
                 );
                 node.agent.remote = Some(remote);
                 node.agent.connecting = true;
+                node.agent.connect_told = true;
                 node.events.push_back((agent, AgentEvent::Checking));
             }
             AgentCommand::EndOfRemoteCandidates { agent } => {
                 assert_eq!(node.agent.id, Some(agent));
+                assert!(node.agent.connect_told, "end-of-candidates before connect");
+                assert!(
+                    !node.agent.end_of_remote_candidates,
+                    "end-of-candidates told twice"
+                );
+                node.agent.end_of_remote_candidates = true;
             }
             AgentCommand::Close { agent } => {
                 assert_eq!(
