@@ -63,3 +63,23 @@ fn small_configurations_hold_and_reach_every_example() {
     let missing: Vec<_> = sometimes.difference(&found).collect();
     assert!(missing.is_empty(), "never reached: {missing:?}");
 }
+
+/// Seed 001's policy is kept as a reference that must stay broken in exactly the known way: in a
+/// small configuration the shortest counterexample is the pinned crash-and-replay path.
+#[test]
+fn the_seed_policy_still_breaks_the_known_way() {
+    use icepact_models::model::Action;
+    use icepact_models::{shortest_counterexample, IceModel};
+    let model = IceModel::new(2, RestartPolicy::Seed, budgets(0, 1, 1, 0, 0));
+    let path = shortest_counterexample(&model, "monotonic versions", None)
+        .expect("the seed policy violates monotonic versions");
+    assert_eq!(
+        path,
+        vec![
+            Action::Crash(0),
+            Action::Deliver(1),
+            Action::Replay(1),
+            Action::Deliver(1)
+        ]
+    );
+}
