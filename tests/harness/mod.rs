@@ -199,6 +199,10 @@ impl Pair {
                     !node.agent.remote_candidates.is_empty(),
                     "connect without candidates"
                 );
+                assert!(
+                    !node.peer.local_candidates().is_empty(),
+                    "connect before a local candidate (CONNECT_GUARD)"
+                );
                 node.agent.remote = Some(remote);
                 node.agent.connecting = true;
                 node.agent.connect_told = true;
