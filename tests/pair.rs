@@ -247,27 +247,40 @@ fn candidates_after_end_of_candidates_are_ignored() {
     let mut d = p.a.sent.last().unwrap().clone();
     assert!(d.end_of_candidates);
     let known = d.candidates.len();
-    d.session.version += 1;
-    d.candidates.push(candidate_of(d.session.epoch, 42));
     let now = p.now;
+    let events = |peer: &mut icepact::Peer| {
+        let mut dropped = Vec::new();
+        while let Some(out) = peer.poll_output() {
+            if let icepact::Output::Event(icepact::Event::CandidatesAfterEndOfCandidates {
+                count,
+            }) = out
+            {
+                dropped.push(count);
+            }
+            assert!(
+                !matches!(out, icepact::Output::Agent(_)),
+                "nothing reaches the agent"
+            );
+        }
+        dropped
+    };
+    // A newer version after end-of-candidates with nothing new: no event.
+    d.session.version += 1;
     assert_eq!(
         p.b.peer.handle_description(now, &d).unwrap(),
         Disposition::Applied
     );
-    let mut saw = false;
-    while let Some(out) = p.b.peer.poll_output() {
-        if let icepact::Output::Event(icepact::Event::CandidatesAfterEndOfCandidates { count }) =
-            out
-        {
-            assert_eq!(count, 1);
-            saw = true;
-        }
-        assert!(
-            !matches!(out, icepact::Output::Agent(_)),
-            "nothing reaches the agent"
-        );
+    assert_eq!(events(&mut p.b.peer), Vec::<usize>::new());
+    // Three more candidates: all three dropped and reported.
+    d.session.version += 1;
+    for i in 0..3 {
+        d.candidates.push(candidate_of(d.session.epoch, 42 + i));
     }
-    assert!(saw);
+    assert_eq!(
+        p.b.peer.handle_description(now, &d).unwrap(),
+        Disposition::Applied
+    );
+    assert_eq!(events(&mut p.b.peer), vec![3]);
     assert_eq!(p.b.peer.remote_candidates_added(), known);
     // Withdrawing end-of-candidates is a protocol error and changes nothing.
     let before = p.b.peer.clone();
@@ -280,6 +293,27 @@ fn candidates_after_end_of_candidates_are_ignored() {
         ))
     );
     assert_eq!(p.b.peer, before);
+}
+
+#[test]
+fn the_candidate_limit_is_inclusive() {
+    let config = Config::default();
+    let mut p = Pair::new(config);
+    p.b.inbox.clear();
+    let now = p.now;
+    let mut d = p.a.peer.description().unwrap();
+    let max = config.max_candidates as u16;
+    d.candidates = (0..max).map(|i| candidate_of(d.session.epoch, i)).collect();
+    assert_eq!(
+        p.b.peer.handle_description(now, &d).unwrap(),
+        Disposition::Applied
+    );
+    d.session.version += 1;
+    d.candidates.push(candidate_of(d.session.epoch, max));
+    assert!(matches!(
+        p.b.peer.handle_description(now, &d),
+        Err(Error::Description(DescriptionError::TooManyCandidates { count, max: m })) if count == m + 1
+    ));
 }
 
 #[test]
