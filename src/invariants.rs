@@ -36,7 +36,7 @@ pub enum Invariant {
 
 impl Invariant {
     /// A short stable name, used in verdict tables.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Invariant::TableEdgesOnly => "table edges only",
             Invariant::OppositeRoles => "never both controlling",

@@ -6,6 +6,7 @@
 //! reads the flag. No rule of the core is re-implemented here.
 
 use icepact::invariants;
+use icepact::invariants::Invariant;
 use stateright::{Expectation, Property};
 
 use crate::model::{IceModel, State};
@@ -86,37 +87,37 @@ pub const LIVENESS: &str = "quiescent => converged";
 /// Every property of the model, invariants first.
 pub const PROPERTIES: &[PropertyInfo] = &[
     PropertyInfo {
-        name: "table edges only",
+        name: Invariant::TableEdgesOnly.name(),
         always: true,
         rule: "state.rs transition table (S3)",
         condition: |_, s| clean(s, Flag::TableEdges),
     },
     PropertyInfo {
-        name: "never both controlling",
+        name: Invariant::OppositeRoles.name(),
         always: true,
         rule: "ROLE_BY_SMALLER_KEY (S1)",
         condition: |_, s| clean(s, Flag::OppositeRoles),
     },
     PropertyInfo {
-        name: "candidate/session binding",
+        name: Invariant::CandidateBinding.name(),
         always: true,
         rule: "CANDIDATE_BINDING, CONNECT_GUARD (S2, S6)",
         condition: |_, s| clean(s, Flag::CandidateBinding),
     },
     PropertyInfo {
-        name: "monotonic versions",
+        name: Invariant::MonotonicVersions.name(),
         always: true,
         rule: "EPOCH_ORDER, STALE_DESCRIPTION (S6)",
         condition: |_, s| clean(s, Flag::MonotonicVersions),
     },
     PropertyInfo {
-        name: "connected with current creds",
+        name: Invariant::ConnectedWithCurrentCredentials.name(),
         always: true,
         rule: "CONNECT_GUARD, RESTART_ON_NEWER_CONFIRMED (S5)",
         condition: |_, s| clean(s, Flag::ConnectedCurrent),
     },
     PropertyInfo {
-        name: "restarts <= faults",
+        name: Invariant::NoRestartStorm.name(),
         always: true,
         rule: "REBIND_UNCONFIRMED, RESTART_ON_NEWER_CONFIRMED (S7, L4-L6)",
         condition: |_, s| clean(s, Flag::RestartStorm),
