@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::candidate::Candidate;
 use crate::description::SessionRef;
 use crate::peer::Peer;
 use crate::state::{is_edge, ConnectionState};
@@ -149,6 +150,19 @@ pub fn candidate_binding(
         )?;
     }
     Ok(())
+}
+
+/// Tags a test candidate with the local session (epoch) it was gathered in, by its foundation
+/// (`e{epoch}`). The tests, the model checker and the simulator all tag their candidates this way
+/// so that [`candidate_binding`] can tell which session a candidate at an agent came from.
+pub fn tag_session(mut candidate: Candidate, epoch: u64) -> Candidate {
+    candidate.foundation = format!("e{epoch}");
+    candidate
+}
+
+/// The session a candidate was tagged with by [`tag_session`], if it was.
+pub fn tagged_session(candidate: &Candidate) -> Option<u64> {
+    candidate.foundation.strip_prefix('e')?.parse().ok()
 }
 
 /// [`Invariant::NoRestartStorm`]: each fault (an agent failure or disconnect, a crash, an

@@ -298,14 +298,15 @@ fn epoch_floor(crashes: u8) -> u64 {
 
 /// A candidate that names the session (epoch) it was gathered in, as foundation `e{epoch}`.
 pub fn candidate_of(epoch: u64) -> Candidate {
-    let mut c = Candidate::host(std::net::SocketAddr::from(([10, 0, 0, 1], 1000)));
-    c.foundation = format!("e{epoch}");
-    c
+    icepact::invariants::tag_session(
+        Candidate::host(std::net::SocketAddr::from(([10, 0, 0, 1], 1000))),
+        epoch,
+    )
 }
 
 /// The epoch a model candidate names, if it is one.
 pub fn epoch_of(c: &Candidate) -> Option<u64> {
-    c.foundation.strip_prefix('e')?.parse().ok()
+    icepact::invariants::tagged_session(c)
 }
 
 /// Short form of a description: `e100v2 ack=e101v1 reply 1c eoc`.

@@ -1084,14 +1084,10 @@ fn pair(a: usize, b: usize) -> (usize, usize) {
 /// candidate/session binding at the agent.
 fn tagged_candidate(epoch: u64, node: usize, n: u16) -> Candidate {
     let ip = Ipv4Addr::new(10, (node >> 8) as u8, node as u8, 1);
-    let mut c = Candidate::host(SocketAddr::from((ip, 40_000 + n)));
-    c.foundation = format!("e{epoch}");
-    c
+    invariants::tag_session(Candidate::host(SocketAddr::from((ip, 40_000 + n))), epoch)
 }
 
 fn epoch_of(c: &Candidate) -> u64 {
-    c.foundation
-        .strip_prefix('e')
-        .and_then(|e| e.parse().ok())
-        .unwrap_or(u64::MAX)
+    // An untagged candidate names no session, so it can match no agent's connect epoch.
+    invariants::tagged_session(c).unwrap_or(u64::MAX)
 }

@@ -72,15 +72,12 @@ impl Node {
 /// A candidate that names the session (epoch) it was gathered in, so the harness can check that
 /// no candidate of an old session reaches an agent.
 pub fn candidate_of(epoch: u64, n: u16) -> Candidate {
-    let mut c = Candidate::host(SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 1000 + n)));
-    c.foundation = format!("e{epoch}");
-    c
+    let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 1000 + n));
+    invariants::tag_session(Candidate::host(addr), epoch)
 }
 
 pub fn epoch_of(c: &Candidate) -> u64 {
-    c.foundation[1..]
-        .parse()
-        .expect("harness candidates name their epoch")
+    invariants::tagged_session(c).expect("harness candidates name their epoch")
 }
 
 /// What a delivery filter decides for one message.
