@@ -70,6 +70,7 @@ async fn throughput(url: &str, rng: &mut ChaCha20Rng) -> (usize, Duration) {
         },
         candidates: vec![icepact::Candidate::host("127.0.0.1:40000".parse().unwrap())],
         end_of_candidates: true,
+        seen: None,
     };
     let channel = Channel::new(&sa, kb).unwrap();
     let envelopes: Vec<Vec<u8>> = (0..MESSAGES)

@@ -63,6 +63,7 @@ fn typical() -> Description {
         },
         candidates,
         end_of_candidates: true,
+        seen: None,
     }
 }
 

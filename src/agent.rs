@@ -51,6 +51,14 @@ pub enum AgentCommand {
         /// The agent.
         agent: AgentId,
     },
+    /// Report the agent's current connectivity state again, as an [`AgentEvent`] (Checking,
+    /// Connected, Completed, Disconnected or Failed; nothing if it has none yet). Repeats are
+    /// ignored by the peer, so answering is always safe; not answering loses the repair of a
+    /// lost report (rule REPORT_POLL).
+    ReportState {
+        /// The agent.
+        agent: AgentId,
+    },
     /// Close the agent. No further command names it.
     Close {
         /// The agent.

@@ -13,6 +13,22 @@ pub struct Config {
     /// How long Disconnected may last before the session is restarted, if the agent reports
     /// neither Connected nor Failed first (pion's failed timeout: 25 s).
     pub disconnected_timeout: Duration,
+    /// How long the agent may take from `Connect` to Connected or Completed before the session
+    /// is restarted (rule CHECKING_TIMEOUT). One deadline covers Connecting and Checking,
+    /// because an agent may skip or lose its Checking report. Default 30 s: pion's
+    /// disconnected plus failed timeout, the time pion checks before it reports Failed.
+    pub checking_timeout: Duration,
+    /// How often the peer asks a Connected or Completed agent to report its state again
+    /// ([`AgentCommand::ReportState`](crate::AgentCommand::ReportState), rule REPORT_POLL).
+    /// These states have no deadline (a pair may live for days) and agents never repeat a
+    /// report, so without the poll one lost Failed report on each side leaves both peers
+    /// Connected over dead agents forever. Default 10 s.
+    pub report_poll_interval: Duration,
+    /// How far an input's `now` may lag behind the latest `now` the peer was given (rule
+    /// LATE_INPUT). Such an input is taken as happening at the latest `now`; agent events are
+    /// often stamped on another thread a little earlier. Further back is
+    /// [`Error::TimeWentBackwards`](crate::Error::TimeWentBackwards). Default 1 s.
+    pub max_input_lag: Duration,
     /// Most candidates accepted in one remote description, and most local candidates kept.
     pub max_candidates: usize,
     /// The restart rule.
@@ -24,6 +40,9 @@ impl Default for Config {
         Config {
             backoff: Backoff::default(),
             disconnected_timeout: Duration::from_secs(25),
+            checking_timeout: Duration::from_secs(30),
+            report_poll_interval: Duration::from_secs(10),
+            max_input_lag: Duration::from_secs(1),
             max_candidates: 32,
             policy: RestartPolicy::Epoch,
         }

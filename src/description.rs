@@ -22,6 +22,21 @@ pub struct SessionRef {
     pub version: u32,
 }
 
+/// The newest description of the receiver's that the sender ever applied, named by its
+/// `(epoch, version)` and its ufrag (rule EPOCH_CATCH_UP).
+///
+/// A receiver that finds here a session newer than anything its process sent, or its current
+/// epoch with other credentials, knows that its epoch floor went back (a clock stepped back, a
+/// snapshot was restored, a constant was passed) and moves its epoch above. The ufrag tells a
+/// reused epoch from the same session.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seen {
+    /// The receiver's session and version the sender applied.
+    pub session: SessionRef,
+    /// The ufrag of that session's credentials.
+    pub ufrag: String,
+}
+
 /// One peer's description of its current session, sent to the other peer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Description {
@@ -39,6 +54,9 @@ pub struct Description {
     pub candidates: Vec<Candidate>,
     /// The sender has gathered all its candidates for this session (RFC 8838 §13).
     pub end_of_candidates: bool,
+    /// The newest of the receiver's descriptions the sender ever applied, across the sender's
+    /// sessions; `None` if none (or from a sender that predates the field).
+    pub seen: Option<Seen>,
 }
 
 impl Description {

@@ -7,7 +7,7 @@
 
 use crate::agent::AgentId;
 use crate::description::SessionRef;
-use crate::state::ConnectionState;
+use crate::state::{ConnectionState, Report};
 
 /// Everything that can go wrong on an input. An input that returns an error changed nothing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -53,10 +53,6 @@ pub enum DescriptionError {
         /// Our current session.
         current: SessionRef,
     },
-    /// A newer version of a session changed its credentials (a restart needs a new epoch,
-    /// RFC 8839 §4.4.1.1.2).
-    #[error("credentials changed within a session")]
-    CredentialsChanged,
     /// A newer version of a session does not extend the previous candidate list.
     #[error("candidate list is not an extension of the previous version's")]
     CandidatesRewritten,
@@ -89,6 +85,18 @@ pub enum IgnoreReason {
     /// Rule DUPLICATE_DESCRIPTION: the same version as the newest applied (only a reply, if one
     /// was asked for, and the piggybacked acknowledgement are processed).
     Duplicate(SessionRef),
+    /// Rule EPOCH_REUSED: a description of the bound session (or of the newest applied
+    /// version) with other credentials. The remote's epoch floor went back and it reuses an
+    /// epoch of an earlier process; the description is not applied and the reply carries our
+    /// [`Seen`](crate::Seen) so that the remote moves its epoch on (EPOCH_CATCH_UP).
+    EpochReused(SessionRef),
+    /// Rule AGENT_REPORTS: an agent report that changes nothing in this state.
+    AgentReport {
+        /// The report.
+        report: Report,
+        /// The state it changed nothing in.
+        state: ConnectionState,
+    },
     /// Seed policy only: another session's description with a version other than 0.
     SeedNotVersionZero(SessionRef),
     /// An event of an agent that has since been closed.

@@ -115,7 +115,9 @@ pub fn one_agent(live: bool) -> Result<(), Violation> {
     })
 }
 
-/// [`Invariant::ConnectedWithCurrentCredentials`]: call when `peer` enters Connected.
+/// [`Invariant::ConnectedWithCurrentCredentials`]: call when `peer` enters Connected from
+/// Connecting, Checking or Disconnected (a pair was found). Completed → Connected is not a new
+/// pair (libwebrtc checks new pairs while the selected one stays usable), so it is not checked.
 pub fn connected_with_current_credentials(peer: &Peer, remote: &Peer) -> Result<(), Violation> {
     let ok = peer.remote_credentials().is_some()
         && peer.remote_credentials() == remote.local_credentials()

@@ -68,6 +68,10 @@ pub mod wire;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 
+// One reference model of an ICE agent for tests, model checker and simulator.
+#[cfg(feature = "reference-agent")]
+pub mod reference_agent;
+
 // Runtime adapter (tokio driver, signaling backends, UDP ICE agent): feature `tokio`.
 #[cfg(feature = "tokio")]
 pub mod runtime;
@@ -77,12 +81,12 @@ pub use backoff::Backoff;
 pub use candidate::{Candidate, CandidateKind, Transport};
 pub use config::Config;
 pub use credentials::{Credentials, MAX_CREDENTIAL_LEN, PWD_LEN, UFRAG_LEN};
-pub use description::{Description, SessionRef};
+pub use description::{Description, Seen, SessionRef};
 pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
 pub use keys::{PublicKey, Role};
 pub use peer::{Event, Output, Peer, RestartCause};
 pub use rules::RestartPolicy;
-pub use state::{ConnectionState, Trigger};
+pub use state::{ConnectionState, Report, ReportOutcome, Trigger};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

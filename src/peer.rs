@@ -7,18 +7,20 @@ use crate::agent::{AgentCommand, AgentEvent, AgentId};
 use crate::candidate::Candidate;
 use crate::config::Config;
 use crate::credentials::Credentials;
-use crate::description::{Description, SessionRef};
+use crate::description::{Description, Seen, SessionRef};
 use crate::error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
 use crate::keys::{PublicKey, Role};
 use crate::rng::SessionRng;
 use crate::rules::{self, RestartPolicy, Verdict, View};
-use crate::state::{transition, ConnectionState, Trigger};
+use crate::state::{report_outcome, transition, ConnectionState, Report, ReportOutcome, Trigger};
 
 /// The session state machine for one remote peer, in sans-IO style.
 ///
 /// # Contract
 ///
-/// *Inputs* mutate the peer; each takes the current time, which must never go backwards:
+/// *Inputs* mutate the peer; each takes the current time, which must not go backwards by more
+/// than [`Config::max_input_lag`] (an input stamped a little earlier than the latest `now` is
+/// taken as happening at the latest `now`, rule LATE_INPUT):
 /// - [`handle_description`](Peer::handle_description): a description the remote sent us;
 /// - [`handle_agent_event`](Peer::handle_agent_event): something our ICE agent reported;
 /// - [`handle_timeout`](Peer::handle_timeout): time has passed (call it at or after
@@ -28,7 +30,8 @@ use crate::state::{transition, ConnectionState, Trigger};
 /// Every input first fires the timers that are due at `now`, exactly as
 /// [`handle_timeout`](Peer::handle_timeout)`(now)` would (time has passed, whatever the input
 /// turns out to be), then applies itself. An input that returns `Err` changes nothing beyond
-/// those due timers; `Err(TimeWentBackwards)` changes nothing at all.
+/// those due timers; `Err(TimeWentBackwards)` changes nothing at all. No input panics, whatever
+/// the `Instant`: a timer that would fall beyond the end of `Instant`'s range is not armed.
 ///
 /// *Outputs* are polled: after **every** input, drain [`poll_output`](Peer::poll_output) until
 /// it returns `None`, carrying out each [`Output`] in order (send the description to the remote,
@@ -51,7 +54,12 @@ pub struct Peer {
     shut_down: bool,
     next_epoch: u64,
     session: Option<LocalSession>,
-    newest_applied: Option<SessionRef>,
+    /// The newest remote description ever applied, across local sessions (what
+    /// [`Description::seen`] tells the remote).
+    newest: Option<Seen>,
+    /// Before this instant a stale or reused-epoch description gets no reply (rule
+    /// EPOCH_CATCH_UP's rate limit: replays cannot amplify).
+    hint_after: Option<Instant>,
     timers: Timers,
     restarts: u32,
     last_now: Option<Instant>,
@@ -111,6 +119,15 @@ pub enum RestartCause {
     AgentClosed,
     /// Disconnected lasted longer than [`Config::disconnected_timeout`].
     DisconnectedTimeout,
+    /// The agent did not reach Connected within [`Config::checking_timeout`] of `Connect`
+    /// (rule CHECKING_TIMEOUT).
+    CheckingTimeout,
+    /// The remote applied a session of ours that this process never sent: our epoch floor went
+    /// back, and the session moved above it (rule EPOCH_CATCH_UP).
+    EpochCatchUp {
+        /// The newest session of ours the remote had seen.
+        seen: SessionRef,
+    },
     /// The remote started a newer session (rule RESTART_ON_NEWER_CONFIRMED).
     RemoteRestart {
         /// The remote session we were bound to.
@@ -159,6 +176,10 @@ struct Timers {
     resend_attempt: u32,
     /// Restart if still Disconnected.
     disconnected: Option<Instant>,
+    /// Restart if still Connecting or Checking (rule CHECKING_TIMEOUT).
+    checking: Option<Instant>,
+    /// Ask a Connected or Completed agent for its state again (rule REPORT_POLL).
+    poll: Option<Instant>,
 }
 
 impl Peer {
@@ -167,8 +188,10 @@ impl Peer {
     ///
     /// `epoch_floor` is the first session epoch. It must exceed every epoch this local key has
     /// used before, also in earlier runs of the process (rule EPOCH_ORDER), for example the Unix
-    /// time in microseconds at start-up, or a persisted counter. `seed` seeds the peer's random
-    /// stream (credentials and jitter).
+    /// time in microseconds at start-up, or a persisted counter. If it does not (the clock
+    /// stepped back, a snapshot was restored), the remote's replies tell, and the peer moves its
+    /// epoch above on its own (rule EPOCH_CATCH_UP): one extra restart, no outage. `seed` seeds
+    /// the peer's random stream (credentials and jitter).
     pub fn new(
         config: Config,
         local_key: PublicKey,
@@ -188,7 +211,8 @@ impl Peer {
             shut_down: false,
             next_epoch: epoch_floor,
             session: None,
-            newest_applied: None,
+            newest: None,
+            hint_after: None,
             timers: Timers::default(),
             restarts: 0,
             last_now: Some(now),
@@ -211,20 +235,48 @@ impl Peer {
         now: Instant,
         d: &Description,
     ) -> Result<Disposition, Error> {
-        self.advance(now)?;
+        let now = self.advance(now)?;
         if self.shut_down {
             return Ok(Disposition::Ignored(IgnoreReason::ShutDown));
         }
         self.validate(d)?;
+        if self.config.policy == RestartPolicy::Epoch {
+            let evidence = self.session.as_ref().and_then(|s| {
+                let current = SessionRef {
+                    epoch: s.epoch,
+                    version: s.version,
+                };
+                rules::regressed(current, &s.credentials.ufrag, d)
+            });
+            if let Some(seen) = evidence {
+                // The remote holds a session of ours this process never sent: move above it
+                // and start one new session, then judge `d` against it.
+                self.catch_up(now, seen)?;
+            }
+        }
+        self.validate_ack(d)?;
         let verdict = rules::classify(self.config.policy, self.view(), d.session);
+        if matches!(verdict, Verdict::Update | Verdict::Duplicate) && self.reuses_epoch(d) {
+            // Rule EPOCH_REUSED: the remote's floor went back and it reuses an epoch with new
+            // credentials. Nothing of it is applied; the reply tells the remote what we saw.
+            self.hint(now);
+            return Ok(Disposition::Ignored(IgnoreReason::EpochReused(d.session)));
+        }
         if verdict == Verdict::Update {
             self.validate_update(d)?;
         }
         match verdict {
-            Verdict::Stale { newest } => Ok(Disposition::Ignored(IgnoreReason::Stale {
-                got: d.session,
-                newest,
-            })),
+            Verdict::Stale { newest } => {
+                // Rule EPOCH_CATCH_UP: a stale description that asks for a reply may come from a
+                // remote whose floor went back; the reply's `seen` tells it (rate-limited).
+                if d.need_reply && self.config.policy == RestartPolicy::Epoch {
+                    self.hint(now);
+                }
+                Ok(Disposition::Ignored(IgnoreReason::Stale {
+                    got: d.session,
+                    newest,
+                }))
+            }
             Verdict::SeedNotVersionZero => Ok(Disposition::Ignored(
                 IgnoreReason::SeedNotVersionZero(d.session),
             )),
@@ -242,7 +294,11 @@ impl Peer {
                         to: d.session,
                     },
                 )?;
-                self.bind(now, d)?;
+                // Seed 001: after a restart, "publish new offer" (version 0) and "wait for
+                // first offer including candidates from remote". Our rule keeps the trigger.
+                if self.config.policy == RestartPolicy::Epoch {
+                    self.bind(now, d)?;
+                }
                 Ok(Disposition::Applied)
             }
             Verdict::Bind | Verdict::Rebind => {
@@ -251,7 +307,7 @@ impl Peer {
             }
             Verdict::Update => {
                 self.update(d);
-                self.progress();
+                self.progress(now);
                 Ok(Disposition::Applied)
             }
         }
@@ -259,15 +315,17 @@ impl Peer {
 
     /// Applies an event of the ICE agent `agent`.
     ///
-    /// Events of an agent that was already closed are ignored; an event that has no edge from
-    /// the current state is an error and changes nothing.
+    /// Every report of the live agent has a defined outcome in every state (rule AGENT_REPORTS,
+    /// [`state::report_outcome`](crate::state::report_outcome)): it follows an edge, restarts
+    /// the session (Failed, Closed) or is `Ignored(AgentReport)`. Events of an agent that was
+    /// already closed are `Ignored(StaleAgent)`.
     pub fn handle_agent_event(
         &mut self,
         now: Instant,
         agent: AgentId,
         event: AgentEvent,
     ) -> Result<Disposition, Error> {
-        self.advance(now)?;
+        let now = self.advance(now)?;
         if self.shut_down {
             return Ok(Disposition::Ignored(IgnoreReason::ShutDown));
         }
@@ -291,7 +349,7 @@ impl Peer {
                 }
                 session.candidates.push(candidate);
                 self.publish(now, true);
-                self.progress();
+                self.progress(now);
             }
             AgentEvent::GatheringDone => {
                 if !self.is_gathering() {
@@ -304,40 +362,24 @@ impl Peer {
                 session.end_of_candidates = true;
                 self.publish(now, true);
             }
-            AgentEvent::Checking => self.agent_transition(Trigger::AgentChecking, "Checking")?,
-            AgentEvent::Connected => {
-                self.agent_transition(Trigger::AgentConnected, "Connected")?;
-                self.timers.disconnected = None;
-            }
-            AgentEvent::Completed => self.agent_transition(Trigger::AgentCompleted, "Completed")?,
-            AgentEvent::Disconnected => {
-                self.agent_transition(Trigger::AgentDisconnected, "Disconnected")?;
-                self.timers.disconnected = Some(now + self.config.disconnected_timeout);
-            }
-            AgentEvent::Failed => {
-                // Checking/Connecting -> Failed, or Disconnected -> Closed; either way the
-                // session is replaced (seed 000: "Failed --> Closed --> Idle").
-                self.agent_transition(Trigger::AgentFailed, "Failed")?;
-                self.restart_session(now, RestartCause::AgentFailed)?;
-            }
-            AgentEvent::Closed => {
-                if transition(state, Trigger::Restart).is_none() {
-                    return Err(illegal("Closed"));
-                }
-                self.restart_session(now, RestartCause::AgentClosed)?;
-            }
+            AgentEvent::Checking => return self.report(now, Report::Checking),
+            AgentEvent::Connected => return self.report(now, Report::Connected),
+            AgentEvent::Completed => return self.report(now, Report::Completed),
+            AgentEvent::Disconnected => return self.report(now, Report::Disconnected),
+            AgentEvent::Failed => return self.report(now, Report::Failed),
+            AgentEvent::Closed => return self.report(now, Report::Closed),
         }
         Ok(Disposition::Applied)
     }
 
     /// Fires the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
-        self.advance(now)
+        self.advance(now).map(|_| ())
     }
 
     /// Replaces the current session with a new one (new agent, new credentials, new epoch).
     pub fn restart(&mut self, now: Instant) -> Result<(), Error> {
-        self.advance(now)?;
+        let now = self.advance(now)?;
         if self.shut_down {
             return Err(Error::ShutDown);
         }
@@ -381,10 +423,15 @@ impl Peer {
     /// When [`handle_timeout`](Peer::handle_timeout) should be called next, or `None` if no
     /// timer is armed. Always later than the latest `now` given.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.timers.resend, self.timers.disconnected]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.timers.resend,
+            self.timers.disconnected,
+            self.timers.checking,
+            self.timers.poll,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---------------------------------------------------------------------------------------
@@ -450,7 +497,7 @@ impl Peer {
 
     /// The newest remote `(epoch, version)` ever applied (never goes back).
     pub fn newest_applied(&self) -> Option<SessionRef> {
-        self.newest_applied
+        self.newest.as_ref().map(|s| s.session)
     }
 
     /// How many remote candidates were passed to the current agent.
@@ -486,22 +533,60 @@ impl Peer {
             credentials: s.credentials.clone(),
             candidates: s.candidates.clone(),
             end_of_candidates: s.end_of_candidates,
+            seen: self.newest.clone(),
         })
     }
 
     // ---------------------------------------------------------------------------------------
     // Internals
 
-    /// Checks the clock and fires due timers.
-    fn advance(&mut self, now: Instant) -> Result<(), Error> {
-        if self.last_now.is_some_and(|last| now < last) {
-            return Err(Error::TimeWentBackwards);
-        }
+    /// Checks the clock and fires due timers; returns the `now` the input is applied at.
+    fn advance(&mut self, now: Instant) -> Result<Instant, Error> {
+        let now = match self.last_now {
+            // Rule LATE_INPUT: an input stamped a little before the latest `now` (another
+            // thread's clock reading) happened, as far as we can tell, now; refusing it would
+            // lose an agent report for good (agents never repeat them).
+            Some(last) if now < last => {
+                if last.duration_since(now) > self.config.max_input_lag {
+                    return Err(Error::TimeWentBackwards);
+                }
+                last
+            }
+            _ => now,
+        };
         self.last_now = Some(now);
+        if self.hint_after.is_some_and(|t| t <= now) {
+            // The rate limit has passed: forget it, so that equal histories give equal peers.
+            self.hint_after = None;
+        }
         if self.timers.disconnected.is_some_and(|t| t <= now) {
             self.timers.disconnected = None;
             if self.state == ConnectionState::Disconnected {
                 self.restart_session(now, RestartCause::DisconnectedTimeout)?;
+            }
+        }
+        if self.timers.checking.is_some_and(|t| t <= now) {
+            self.timers.checking = None;
+            // Rule CHECKING_TIMEOUT: a lost or refused agent report must not leave the peer
+            // waiting in Connecting or Checking forever (agents never repeat a report).
+            if matches!(
+                self.state,
+                ConnectionState::Connecting | ConnectionState::Checking
+            ) {
+                self.restart_session(now, RestartCause::CheckingTimeout)?;
+            }
+        }
+        if self.timers.poll.is_some_and(|t| t <= now) {
+            self.timers.poll = None;
+            // Rule REPORT_POLL: a Connected or Completed peer waits for its agent's reports
+            // with no deadline; a lost Failed report (agents never repeat one) would leave it
+            // there over a dead agent. Ask again; a repeat is ignored (AGENT_REPORTS).
+            if self.state.is_connected() {
+                if let Some(agent) = self.agent() {
+                    self.queue
+                        .push_back(Output::Agent(AgentCommand::ReportState { agent }));
+                    self.timers.poll = now.checked_add(self.config.report_poll_interval);
+                }
             }
         }
         if self.timers.resend.is_some_and(|t| t <= now) {
@@ -513,10 +598,91 @@ impl Peer {
                 .config
                 .backoff
                 .interval(self.timers.resend_attempt, &mut self.rng);
-            self.timers.resend = Some(now + delay);
+            self.timers.resend = now.checked_add(delay);
             self.send_pending = true;
         }
-        Ok(())
+        Ok(now)
+    }
+
+    /// Applies one agent report (rule AGENT_REPORTS).
+    fn report(&mut self, now: Instant, report: Report) -> Result<Disposition, Error> {
+        let state = self.state;
+        match report_outcome(state, report) {
+            ReportOutcome::Ignored => Ok(Disposition::Ignored(IgnoreReason::AgentReport {
+                report,
+                state,
+            })),
+            ReportOutcome::Restart => {
+                let cause = if report == Report::Closed {
+                    RestartCause::AgentClosed
+                } else {
+                    RestartCause::AgentFailed
+                };
+                self.restart_session(now, cause)?;
+                Ok(Disposition::Applied)
+            }
+            ReportOutcome::Edge(trigger) => {
+                self.set_state(trigger)?;
+                match self.state {
+                    ConnectionState::Connected | ConnectionState::Completed => {
+                        self.timers.disconnected = None;
+                        self.timers.checking = None;
+                        if self.timers.poll.is_none() {
+                            self.timers.poll = now.checked_add(self.config.report_poll_interval);
+                        }
+                    }
+                    ConnectionState::Disconnected => {
+                        self.timers.poll = None;
+                        self.timers.disconnected =
+                            now.checked_add(self.config.disconnected_timeout);
+                    }
+                    // Failed (from Connecting, Checking, Connected, Completed) or Closed (from
+                    // Disconnected): the session is replaced (seed 000: "Failed --> Closed -->
+                    // Idle").
+                    ConnectionState::Failed | ConnectionState::Closed => {
+                        self.restart_session(now, RestartCause::AgentFailed)?;
+                    }
+                    _ => {}
+                }
+                Ok(Disposition::Applied)
+            }
+        }
+    }
+
+    /// Rule EPOCH_CATCH_UP: our floor went back; the next epoch moves strictly above what the
+    /// remote has seen, and exactly one new session starts.
+    fn catch_up(&mut self, now: Instant, seen: SessionRef) -> Result<(), Error> {
+        let Some(above) = seen.epoch.checked_add(1) else {
+            // Only a remote that names epoch u64::MAX gets here; no epoch is above it.
+            let current = self.local_session().unwrap_or(seen);
+            return Err(DescriptionError::AckFromFuture { ack: seen, current }.into());
+        };
+        self.next_epoch = self.next_epoch.max(above);
+        self.restart_session(now, RestartCause::EpochCatchUp { seen })
+    }
+
+    /// Queues our description as a reply to a stale or reused-epoch description, at most once
+    /// per initial back-off interval (so that replays cannot amplify).
+    fn hint(&mut self, now: Instant) {
+        if self.hint_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.send_pending = true;
+        self.hint_after = now.checked_add(self.config.backoff.initial);
+    }
+
+    /// True if `d` names the newest applied session (or the bound one) with other credentials.
+    fn reuses_epoch(&self, d: &Description) -> bool {
+        let bound = self
+            .remote()
+            .filter(|r| r.session.epoch == d.session.epoch)
+            .map(|r| &r.credentials.ufrag);
+        let newest = self
+            .newest
+            .as_ref()
+            .filter(|n| n.session.epoch == d.session.epoch)
+            .map(|n| &n.ufrag);
+        bound.or(newest).is_some_and(|u| *u != d.credentials.ufrag)
     }
 
     /// Shape checks that need no state: a description failing them is never applied.
@@ -530,16 +696,21 @@ impl Peer {
                 max: self.config.max_candidates,
             });
         }
-        let current = self
-            .local_session()
-            .expect("a live peer always has a session");
-        if let Some(ack) = d.ack {
-            // Rule ACK_FROM_FUTURE: nobody can have applied a session or version we never sent.
-            if ack > current {
-                return Err(DescriptionError::AckFromFuture { ack, current });
-            }
-        }
         Ok(())
+    }
+
+    /// Rule ACK_FROM_FUTURE: nobody can have applied a session or version we never sent. After
+    /// EPOCH_CATCH_UP this only refuses the seed policy's descriptions and an epoch at the end
+    /// of the range.
+    fn validate_ack(&self, d: &Description) -> Result<(), DescriptionError> {
+        let Some(current) = self.local_session() else {
+            // Unreachable: a live peer always has a session; nothing to compare against.
+            return Ok(());
+        };
+        match d.ack {
+            Some(ack) if ack > current => Err(DescriptionError::AckFromFuture { ack, current }),
+            _ => Ok(()),
+        }
     }
 
     /// A newer version of the bound session must extend it, never rewrite it.
@@ -547,9 +718,6 @@ impl Peer {
         let r = self
             .remote()
             .expect("Update is only judged for a bound session");
-        if d.credentials != r.credentials {
-            return Err(DescriptionError::CredentialsChanged);
-        }
         if !d.candidates.starts_with(&r.candidates) {
             return Err(DescriptionError::CandidatesRewritten);
         }
@@ -561,7 +729,7 @@ impl Peer {
 
     fn view(&self) -> View {
         View {
-            newest_applied: self.newest_applied,
+            newest_applied: self.newest_applied(),
             bound: self.bound(),
         }
     }
@@ -582,12 +750,14 @@ impl Peer {
             .expect("a live peer always has a session")
     }
 
-    /// Local candidates are expected once gathering was started (from New on).
+    /// Local candidates are taken from every state with a live agent: from New on they answer
+    /// `Gather`; in Idle they come from agents that gather on creation (libwebrtc's candidate
+    /// pool, pion with pre-gathering).
     fn is_gathering(&self) -> bool {
         use ConnectionState::*;
         matches!(
             self.state,
-            New | Connecting | Checking | Connected | Completed | Disconnected
+            Idle | New | Connecting | Checking | Connected | Completed | Disconnected
         )
     }
 
@@ -606,7 +776,10 @@ impl Peer {
             added: 0,
             end_told: false,
         });
-        self.newest_applied = Some(d.session);
+        self.newest = Some(Seen {
+            session: d.session,
+            ufrag: d.credentials.ufrag.clone(),
+        });
         self.take_ack(d);
         // Our description now acknowledges another remote session: a new version.
         self.publish(now, true);
@@ -616,7 +789,7 @@ impl Peer {
             self.queue
                 .push_back(Output::Agent(AgentCommand::Gather { agent }));
         }
-        self.progress();
+        self.progress(now);
         Ok(())
     }
 
@@ -639,7 +812,10 @@ impl Peer {
             r.end_of_candidates = d.end_of_candidates;
         }
         r.session = d.session;
-        self.newest_applied = Some(d.session);
+        self.newest = Some(Seen {
+            session: d.session,
+            ufrag: d.credentials.ufrag.clone(),
+        });
         self.take_ack(d);
         self.send_pending |= d.need_reply;
         if dropped > 0 {
@@ -671,7 +847,7 @@ impl Peer {
 
     /// Drives the agent after any change: the connect guard, then trickling remote candidates
     /// and end-of-candidates to a connecting or connected agent.
-    fn progress(&mut self) {
+    fn progress(&mut self, now: Instant) {
         let state = self.state;
         let Some(session) = self.session.as_mut() else {
             return;
@@ -709,6 +885,7 @@ impl Peer {
         if connect {
             // The guard checked the state is New, which has a Connect edge.
             let _ = self.set_state(Trigger::Connect);
+            self.timers.checking = now.checked_add(self.config.checking_timeout);
         }
     }
 
@@ -721,15 +898,11 @@ impl Peer {
         let unacked = session.acked != Some(session.version);
         self.send_pending = true;
         self.timers.resend_attempt = 0;
-        self.timers.resend = unacked.then(|| now + self.config.backoff.interval(0, &mut self.rng));
-    }
-
-    fn agent_transition(&mut self, trigger: Trigger, event: &'static str) -> Result<(), Error> {
-        let state = self.state;
-        if transition(state, trigger).is_none() {
-            return Err(TransitionError { state, event }.into());
-        }
-        self.set_state(trigger)
+        self.timers.resend = if unacked {
+            now.checked_add(self.config.backoff.interval(0, &mut self.rng))
+        } else {
+            None
+        };
     }
 
     /// The only place the state changes: along an edge of the transition table.

@@ -5,7 +5,7 @@
 //! rule quotes where it comes from and why it deviates from the seeds where it does; the same
 //! names are used in docs/PROTOCOL.md, in the tests and in the model checker's properties.
 
-use crate::description::SessionRef;
+use crate::description::{Description, SessionRef};
 
 /// Which restart rule the peer applies to descriptions of other remote sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,6 +113,30 @@ fn classify_seed(view: View, got: SessionRef) -> Verdict {
         Some(_) => Verdict::SeedNotVersionZero,
         None => Verdict::Bind,
     }
+}
+
+/// Rule EPOCH_CATCH_UP: the evidence in `d` that our epoch floor went back, if any.
+///
+/// `current` is our current session (the newest `(epoch, version)` this process sent, since
+/// epochs and versions only grow), `current_ufrag` its ufrag. The remote applied only what we sent, so if
+/// it names a session newer than `current`, or `current`'s epoch with another ufrag, an earlier
+/// process of ours sent it: the caller-supplied floor was not above the epochs used before (a
+/// clock stepped back, a board booted at 1970, a snapshot was restored, a constant was passed).
+/// Without this rule the remote treats all our descriptions as stale or duplicate forever.
+///
+/// Returns the session to move above. A replayed description can never trigger this unless the
+/// floor really went back: what it names was sent by us, and our epoch only moves up, so after
+/// one catch-up nothing it names is newer (checked by the model checker).
+pub fn regressed(current: SessionRef, current_ufrag: &str, d: &Description) -> Option<SessionRef> {
+    let ack = d.ack.filter(|&a| a > current);
+    let seen = d
+        .seen
+        .as_ref()
+        .filter(|s| {
+            s.session > current || (s.session.epoch == current.epoch && s.ufrag != current_ufrag)
+        })
+        .map(|s| s.session);
+    ack.max(seen)
 }
 
 /// Rule CONNECT_GUARD: the agent is told to connect only when the remote session is bound and

@@ -134,6 +134,22 @@ pub fn transition(from: ConnectionState, trigger: Trigger) -> Option<ConnectionS
         // ADDED: an agent may give up before it reports checking (no pair could be formed, e.g.
         // every remote candidate was unusable); pion and rtc-ice can report Failed straight away.
         (Connecting, AgentFailed) => Failed,
+        // ADDED: a Checking report can be skipped (an agent that finds a pair at once) or lost
+        // on the way (agents never re-send a report); the Connected that follows is the truth.
+        (Connecting, AgentConnected) => Connected,
+        // ADDED: libwebrtc and pion's controlled side may report Completed without a
+        // Connected first (reports are coalesced when checks finish in one go).
+        (Connecting | Checking, AgentCompleted) => Completed,
+        // ADDED: libwebrtc goes back from Completed to Connected when new remote candidates
+        // start new checks; the selected pair stays usable, so this is not a failure.
+        (Completed, AgentConnected) => Connected,
+        // ADDED: a pair that recovers from Disconnected may report Completed straight away.
+        (Disconnected, AgentCompleted) => Completed,
+        // ADDED: pion reports Failed straight from Connected when its disconnected timeout is 0
+        // and after a host suspend (before pion/ice PR #846); consent freshness (RFC 7675) can
+        // fail a pair without a Disconnected first. Without this edge a peer stays Connected
+        // over a dead agent (NetBird #6424 and #7327 are this class). Failed leads to a restart.
+        (Connected | Completed, AgentFailed) => Failed,
         // Seed 000: "Connected --> Completed", "Connected --> Disconnected",
         // "Completed --> Disconnected".
         (Connected, AgentCompleted) => Completed,
@@ -163,6 +179,82 @@ pub fn transition(from: ConnectionState, trigger: Trigger) -> Option<ConnectionS
         ) => Closed,
         _ => return None,
     })
+}
+
+/// A connectivity report of an ICE agent: every [`AgentEvent`](crate::AgentEvent) that is not
+/// about local candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Report {
+    /// Connectivity checks are running.
+    Checking,
+    /// A usable pair was selected.
+    Connected,
+    /// Checking finished with a usable pair.
+    Completed,
+    /// The selected pair lost connectivity.
+    Disconnected,
+    /// The agent gave up.
+    Failed,
+    /// The agent closed by itself.
+    Closed,
+}
+
+impl Report {
+    /// Every report, in declaration order.
+    pub const ALL: [Report; 6] = [
+        Self::Checking,
+        Self::Connected,
+        Self::Completed,
+        Self::Disconnected,
+        Self::Failed,
+        Self::Closed,
+    ];
+
+    /// The trigger a report is, where it is one.
+    pub fn trigger(self) -> Option<Trigger> {
+        Some(match self {
+            Report::Checking => Trigger::AgentChecking,
+            Report::Connected => Trigger::AgentConnected,
+            Report::Completed => Trigger::AgentCompleted,
+            Report::Disconnected => Trigger::AgentDisconnected,
+            Report::Failed => Trigger::AgentFailed,
+            Report::Closed => return None,
+        })
+    }
+}
+
+/// What an agent report does in a state (rule AGENT_REPORTS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReportOutcome {
+    /// The report follows this edge of the table (then Failed and Closed restart).
+    Edge(Trigger),
+    /// The session is replaced without an edge of its own (the agent gave up or closed before
+    /// it was told to connect).
+    Restart,
+    /// The report changes nothing here: a repeat (Connected while Connected), a benign step
+    /// back (Checking while Connected: libwebrtc checks new pairs while the selected one stays
+    /// usable), a report before `Connect` that a correct agent never gives, or Disconnected
+    /// before any pair was selected (nothing to lose; the checking timeout covers an agent that
+    /// is stuck).
+    Ignored,
+}
+
+/// Rule AGENT_REPORTS: every report of a live agent in every state has a defined outcome, so
+/// that the union of what pion, str0m and libwebrtc report (docs/PROTOCOL.md, "Agent reports")
+/// is never an error. A report that is an edge of the table follows it; Failed and Closed
+/// always end the session; anything else is ignored.
+pub fn report_outcome(state: ConnectionState, report: Report) -> ReportOutcome {
+    if !state.has_agent() {
+        return ReportOutcome::Ignored;
+    }
+    match report.trigger() {
+        Some(trigger) if transition(state, trigger).is_some() => ReportOutcome::Edge(trigger),
+        // Failed with no edge (Idle, New: the agent gave up before it was told to connect) and
+        // Closed anywhere: the agent is gone, so the session is replaced.
+        None | Some(Trigger::AgentFailed) => ReportOutcome::Restart,
+        Some(_) => ReportOutcome::Ignored,
+    }
 }
 
 /// True if `from -> to` is an edge of the table (for some trigger).
@@ -220,8 +312,53 @@ mod tests {
 
     #[test]
     fn table_size_is_pinned() {
-        // 13 diagram edges + 2 failure/recovery edges + restart and shutdown edges, as
-        // (from, trigger) pairs. A change here must be deliberate and documented.
-        assert_eq!(edges().count(), 30);
+        // 13 diagram edges + the failure/recovery edges real agents need + restart and
+        // shutdown edges, as (from, trigger) pairs. A change here must be deliberate and
+        // documented (docs/PROTOCOL.md).
+        assert_eq!(edges().count(), 37);
+    }
+
+    #[test]
+    fn every_report_in_every_state_with_an_agent_has_an_outcome() {
+        let mut ignored = 0;
+        for state in ConnectionState::ALL.into_iter().filter(|s| s.has_agent()) {
+            for report in Report::ALL {
+                match report_outcome(state, report) {
+                    ReportOutcome::Edge(t) => assert!(transition(state, t).is_some()),
+                    ReportOutcome::Restart => {
+                        assert!(matches!(report, Report::Failed | Report::Closed))
+                    }
+                    ReportOutcome::Ignored => ignored += 1,
+                }
+            }
+        }
+        // Failed never stays, whatever the state: it leads to a restart.
+        for state in ConnectionState::ALL.into_iter().filter(|s| s.has_agent()) {
+            for report in [Report::Failed, Report::Closed] {
+                assert_ne!(
+                    report_outcome(state, report),
+                    ReportOutcome::Ignored,
+                    "{state}"
+                );
+            }
+        }
+        assert_eq!(
+            report_outcome(Connected, Report::Failed),
+            ReportOutcome::Edge(Trigger::AgentFailed)
+        );
+        assert_eq!(
+            report_outcome(Completed, Report::Connected),
+            ReportOutcome::Edge(Trigger::AgentConnected)
+        );
+        assert_eq!(
+            report_outcome(Connected, Report::Checking),
+            ReportOutcome::Ignored
+        );
+        assert_eq!(
+            report_outcome(Connected, Report::Connected),
+            ReportOutcome::Ignored
+        );
+        // Pinned: the number of (state, report) cells that change nothing.
+        assert_eq!(ignored, 21);
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use crate::{
-    AgentEvent, Candidate, CandidateKind, Credentials, Description, SessionRef, Transport,
+    AgentEvent, Candidate, CandidateKind, Credentials, Description, Seen, SessionRef, Transport,
 };
 
 /// Well-formed credentials (letters and digits, RFC 8445 lengths).
@@ -72,17 +72,29 @@ pub fn description() -> impl Strategy<Value = Description> {
         credentials(),
         proptest::collection::vec(candidate(), 0..4),
         any::<bool>(),
+        proptest::option::of(seen()),
     )
         .prop_map(
-            |(session, ack, need_reply, credentials, candidates, end_of_candidates)| Description {
-                session,
-                ack,
-                need_reply,
-                credentials,
-                candidates,
-                end_of_candidates,
+            |(session, ack, need_reply, credentials, candidates, end_of_candidates, seen)| {
+                Description {
+                    session,
+                    ack,
+                    need_reply,
+                    credentials,
+                    candidates,
+                    end_of_candidates,
+                    seen,
+                }
             },
         )
+}
+
+/// What a sender says it saw of the receiver: a small session reference and a ufrag.
+pub fn seen() -> impl Strategy<Value = Seen> {
+    (session_ref(), credentials()).prop_map(|(session, c)| Seen {
+        session,
+        ufrag: c.ufrag,
+    })
 }
 
 /// Any agent event.

@@ -37,6 +37,17 @@ fn stale_description_path_does_not_allocate() {
     let _ = b.handle_description(now, &newer).unwrap();
     while b.poll_output().is_some() {}
 
+    // The first stale description that asks for a reply is answered (rule EPOCH_CATCH_UP: the
+    // reply tells a remote whose floor went back); further ones within the initial back-off
+    // interval are not, and that path allocates nothing.
+    let got = b.handle_description(now, &first).unwrap();
+    assert!(matches!(
+        got,
+        Disposition::Ignored(IgnoreReason::Stale { .. })
+    ));
+    assert!(matches!(b.poll_output(), Some(Output::Send(_))));
+    while b.poll_output().is_some() {}
+
     let before = ALLOCS.load(Ordering::Relaxed);
     for _ in 0..100 {
         let got = b.handle_description(now, &first).unwrap();

@@ -5,7 +5,8 @@
 mod harness;
 
 use harness::Pair;
-use icepact::{AgentEvent, Config, ConnectionState, RestartPolicy};
+use icepact::reference_agent::Phase;
+use icepact::{Config, RestartPolicy};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -17,6 +18,9 @@ enum Op {
     Meet,
     Timer,
     Fail { a: bool },
+    GiveUp { a: bool },
+    LoseReport { a: bool },
+    Quirk { a: bool },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -28,6 +32,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Meet),
         2 => Just(Op::Timer),
         1 => any::<bool>().prop_map(|a| Op::Fail { a }),
+        1 => any::<bool>().prop_map(|a| Op::GiveUp { a }),
+        1 => any::<bool>().prop_map(|a| Op::LoseReport { a }),
+        1 => any::<bool>().prop_map(|a| Op::Quirk { a }),
     ]
 }
 
@@ -59,22 +66,22 @@ fn apply(p: &mut Pair, op: &Op) {
         Op::Timer => {
             p.fire_next_timer();
         }
+        // The reference agent reports as a real one would in its phase; the reports are
+        // queued and reach the peer with a later `Agent` op (late, interleaved).
         Op::Fail { a } => {
-            let node = p.node(a);
-            let event = match node.peer.state() {
-                ConnectionState::Connecting | ConnectionState::Checking => AgentEvent::Failed,
-                ConnectionState::Connected | ConnectionState::Completed => AgentEvent::Disconnected,
-                ConnectionState::Disconnected => AgentEvent::Failed,
-                _ => return,
-            };
-            // Injected now, as the agent would report it in this state.
-            if let Some(id) = node.agent.id {
-                node.agent.connecting = false;
-                node.agent.connected = false;
-                let now = p.now;
-                let _ = p.node(a).peer.handle_agent_event(now, id, event).unwrap();
-                p.drain(a);
+            let agent = &mut p.node(a).agent;
+            match agent.live().map(|l| l.phase) {
+                Some(Phase::Connected | Phase::Completed) => agent.pair_lost(),
+                Some(Phase::Checking | Phase::Disconnected) => agent.give_up(),
+                _ => {}
             }
+        }
+        Op::GiveUp { a } => p.node(a).agent.give_up(),
+        Op::LoseReport { a } => {
+            let _ = p.node(a).agent.lose_event();
+        }
+        Op::Quirk { a } => {
+            let _ = p.node(a).agent.quirk();
         }
     }
 }
@@ -108,7 +115,16 @@ fn check(policy: RestartPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
     prop_assert_ne!(p.a.peer.role(), p.b.peer.role());
     // No storms: each injected agent fault restarts its side once and the other side at most
     // once; stale, duplicated and reordered descriptions restart nothing.
-    let faults = ops.iter().filter(|o| matches!(o, Op::Fail { .. })).count() as u32;
+    // A lost report is a fault too (the checking timeout restarts its side); a quirk is not.
+    let faults = ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Op::Fail { .. } | Op::GiveUp { .. } | Op::LoseReport { .. }
+            )
+        })
+        .count() as u32;
     let restarts = p.a.peer.restarts() + p.b.peer.restarts();
     prop_assert!(
         restarts <= 2 * faults,

@@ -16,7 +16,7 @@ fn budgets(drops: u8, replays: u8, crashes: u8, failures: u8, restarts: u8) -> B
         crashes,
         failures,
         restarts,
-        ..Budgets::TWO_PEERS
+        ..Budgets::NONE
     }
 }
 
@@ -30,6 +30,15 @@ fn small_configurations_hold_and_reach_every_example() {
         budgets(0, 0, 0, 0, 1),
         budgets(0, 0, 0, 2, 0),
         budgets(0, 1, 1, 0, 0),
+        Budgets {
+            lost_events: 1,
+            ..Budgets::NONE
+        },
+        Budgets {
+            quirks: 1,
+            failures: 1,
+            ..Budgets::NONE
+        },
     ];
     let mut found = BTreeSet::new();
     let mut sometimes = BTreeSet::new();
@@ -41,6 +50,7 @@ fn small_configurations_hold_and_reach_every_example() {
             engine: Engine::Dfs,
             threads: 1,
             timeout: None,
+            ..CheckOptions::default()
         };
         for r in check(&opts) {
             assert!(r.exhaustive, "{}: not exhaustive", r.config);
@@ -76,10 +86,12 @@ fn the_seed_policy_still_breaks_the_known_way() {
     assert_eq!(
         path,
         vec![
-            Action::Crash(0),
+            Action::Deliver(0),
+            Action::Deliver(0),
+            Action::Crash(0, icepact_models::model::Floor::Above),
             Action::Deliver(1),
-            Action::Replay(1),
-            Action::Deliver(1)
+            Action::Replay(2),
+            Action::Deliver(1),
         ]
     );
 }

@@ -99,6 +99,7 @@ async fn hostile_envelopes_change_nothing_and_are_counted() {
         },
         candidates: vec![],
         end_of_candidates: false,
+        seen: None,
     };
     let mut forged = Channel::new(&c, ka)
         .unwrap()
@@ -202,6 +203,7 @@ async fn flood_from_a_peer_is_rate_limited_and_oversized_envelopes_refused() {
         },
         candidates: vec![],
         end_of_candidates: false,
+        seen: None,
     };
     for _ in 0..20 {
         inject(

@@ -155,6 +155,7 @@ fn golden_inputs() -> (SecretKey, SecretKey, Nonce, Description) {
             },
         ],
         end_of_candidates: true,
+        seen: None,
     };
     (a, b, nonce, d)
 }

@@ -22,6 +22,7 @@ pub mod trace;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+pub use icepact::reference_agent::AgentKind;
 pub use icepact::RestartPolicy;
 pub use model::{Action, Budgets, IceModel, State};
 use stateright::{Checker, Model};
@@ -51,6 +52,8 @@ pub struct CheckOptions {
     pub threads: usize,
     /// Stop after this long (the run is then not exhaustive).
     pub timeout: Option<Duration>,
+    /// Which real agent the reference agent behaves like.
+    pub agent: AgentKind,
 }
 
 impl Default for CheckOptions {
@@ -63,17 +66,22 @@ impl Default for CheckOptions {
             engine: Engine::Dfs,
             threads: 2,
             timeout: None,
+            agent: AgentKind::Libwebrtc,
         }
     }
 }
 
 impl CheckOptions {
-    /// The standard suite: 2 peers (default and lossy budgets) and 3 peers under the Epoch
-    /// policy, 2 peers under Seed.
+    /// The standard suite: 2 peers (default, replay and lossy budgets) and 3 peers under the
+    /// Epoch policy, 2 peers under Seed.
     pub fn suite() -> Vec<CheckOptions> {
         let two = CheckOptions::default();
         vec![
             two.clone(),
+            CheckOptions {
+                budgets: Budgets::TWO_PEERS_REPLAY,
+                ..two.clone()
+            },
             CheckOptions {
                 budgets: Budgets::TWO_PEERS_LOSSY,
                 ..two.clone()
@@ -90,8 +98,9 @@ impl CheckOptions {
         ]
     }
 
-    /// A short label of the configuration: `2 peers epoch d1 r1 c1 f1 q0 t1/4 k2` (drops,
-    /// replays, crashes, failures, restart requests, early timers / timer cap, link capacity).
+    /// A short label of the configuration: `2 peers epoch d1 r1 c1 f1 l1 x0 q0 t1/4 k2
+    /// libwebrtc` (drops, replays, crashes, failures, lost reports, quirks, restart requests,
+    /// early timers / timer cap, link capacity, agent kind).
     pub fn label(&self) -> String {
         let b = &self.budgets;
         let policy = match self.policy {
@@ -99,22 +108,25 @@ impl CheckOptions {
             RestartPolicy::Seed => "seed",
         };
         format!(
-            "{} peers {policy} d{} r{} c{} f{} q{} t{}/{} k{}",
+            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}",
             self.peers,
             b.drops,
             b.replays,
             b.crashes,
             b.failures,
+            b.lost_events,
+            b.quirks,
             b.restarts,
             b.early_timers,
             b.timer_cap,
-            b.link_capacity
+            b.link_capacity,
+            self.agent
         )
     }
 
     /// The model these options check.
     pub fn model(&self) -> IceModel {
-        IceModel::new(self.peers, self.policy, self.budgets)
+        IceModel::with_agent(self.peers, self.policy, self.budgets, self.agent)
     }
 }
 

@@ -1,9 +1,15 @@
 //! `icepact-check`: model-check the icepact core, or explore its state space in a browser.
 
+/// The checker allocates and frees millions of small states; the system allocator was half the
+/// run time (docs/MODEL-CHECKING.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use icepact::reference_agent::AgentKind;
 use icepact_models::{check, format_table, Budgets, CheckOptions, Engine, RestartPolicy};
 use stateright::Model;
 
@@ -61,6 +67,19 @@ enum Policy {
     Seed,
 }
 
+/// The reference agent's kinds (`icepact::reference_agent::AgentKind`).
+#[derive(Clone, Copy, ValueEnum)]
+enum Agent {
+    /// pion/ice with its defaults.
+    Pion,
+    /// pion/ice with `DisconnectedTimeout = 0`.
+    PionNoDisconnect,
+    /// str0m's `is`.
+    Str0m,
+    /// libwebrtc.
+    Libwebrtc,
+}
+
 #[derive(Args)]
 struct ConfigArgs {
     /// Restart policy of every peer.
@@ -78,9 +97,18 @@ struct ConfigArgs {
     /// Node crashes.
     #[arg(long)]
     crashes: Option<u8>,
-    /// Agent failures.
+    /// Agent failures (Failed while checking; Disconnected or Failed while connected).
     #[arg(long)]
     failures: Option<u8>,
+    /// Agent reports lost.
+    #[arg(long)]
+    lost_events: Option<u8>,
+    /// Benign agent quirks (repeated reports, Completed → Connected).
+    #[arg(long)]
+    quirks: Option<u8>,
+    /// Which real agent the reference agent behaves like.
+    #[arg(long, value_enum, default_value = "libwebrtc")]
+    agent: Agent,
     /// Explicit restart requests.
     #[arg(long)]
     restarts: Option<u8>,
@@ -110,10 +138,18 @@ impl ConfigArgs {
                 replays: self.replays.unwrap_or(d.replays),
                 crashes: self.crashes.unwrap_or(d.crashes),
                 failures: self.failures.unwrap_or(d.failures),
+                lost_events: self.lost_events.unwrap_or(d.lost_events),
+                quirks: self.quirks.unwrap_or(d.quirks),
                 restarts: self.restarts.unwrap_or(d.restarts),
                 early_timers: self.early_timers.unwrap_or(d.early_timers),
                 timer_cap: self.timer_cap.unwrap_or(d.timer_cap),
                 link_capacity: self.link_capacity.unwrap_or(d.link_capacity),
+            },
+            agent: match self.agent {
+                Agent::Pion => AgentKind::Pion,
+                Agent::PionNoDisconnect => AgentKind::PionNoDisconnect,
+                Agent::Str0m => AgentKind::Str0m,
+                Agent::Libwebrtc => AgentKind::Libwebrtc,
             },
             ..CheckOptions::default()
         }

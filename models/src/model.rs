@@ -21,7 +21,8 @@
 //!   flight;
 //! - a *due* firing happens only when no delivery, agent event or connection is enabled: the
 //!   fairness assumption "the network and the agent are faster than back-off". Only the earliest
-//!   armed timer fires. Due firings are capped by `timer_cap` (which early firings also spend),
+//!   armed timer fires, and none in a converged state (there they would only spend the cap on
+//!   repeats before the next fault; a later fault makes the state unconverged again). Due firings are capped by `timer_cap` (which early firings also spend),
 //!   so every path is finite.
 //!
 //! Liveness is then the safety property "quiescent ⇒ converged", where *quiescent* means no
@@ -34,10 +35,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use icepact::invariants;
+use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
-    AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Credentials,
-    Description, Disposition, Error, Event, IgnoreReason, Output, Peer, PublicKey, RestartCause,
-    RestartPolicy,
+    AgentCommand, AgentEvent, Candidate, Config, ConnectionState, Credentials, Description,
+    Disposition, Error, Event, IgnoreReason, Output, Peer, PublicKey, RestartCause, RestartPolicy,
 };
 use stateright::{Model, Property};
 
@@ -53,8 +54,13 @@ pub struct Budgets {
     pub replays: u8,
     /// Crash-and-restart of a node with state loss.
     pub crashes: u8,
-    /// Agent failures: Failed in Connecting/Checking, Disconnected in Connected/Completed.
+    /// Agent failures: Failed while checking; Disconnected or Failed while Connected or
+    /// Completed.
     pub failures: u8,
+    /// Agent reports the environment loses (any report but a local candidate).
+    pub lost_events: u8,
+    /// Benign quirks of real agents: a repeated report, Completed → Connected → Completed.
+    pub quirks: u8,
     /// Explicit `Peer::restart` requests of the embedding.
     pub restarts: u8,
     /// Timer firings at arbitrary moments (racing with messages in flight).
@@ -67,24 +73,46 @@ pub struct Budgets {
 }
 
 impl Budgets {
-    /// The default budgets of the 2-peer configuration: a replay, a crash, an agent failure.
+    /// The default budgets of the 2-peer configuration: a crash (its new process's floor
+    /// above, equal to or below the old epochs), an agent failure (Failed while checking,
+    /// Disconnected or Failed while connected) and a lost agent report, all at once.
     pub const TWO_PEERS: Budgets = Budgets {
         drops: 0,
-        replays: 1,
+        replays: 0,
         crashes: 1,
         failures: 1,
+        lost_events: 1,
+        quirks: 0,
         restarts: 0,
         early_timers: 0,
         timer_cap: 3,
         link_capacity: 1,
     };
 
-    /// The 2-peer configuration with loss: a drop, a replay and a crash, early timers.
+    /// Replays after a crash: a replayed description of any earlier session (the crashed
+    /// process's included) beside a crash with any floor, and a benign agent quirk. This is
+    /// where a replayed hint could start a spurious epoch catch-up.
+    pub const TWO_PEERS_REPLAY: Budgets = Budgets {
+        drops: 0,
+        replays: 1,
+        crashes: 1,
+        failures: 0,
+        lost_events: 0,
+        quirks: 1,
+        restarts: 0,
+        early_timers: 0,
+        timer_cap: 3,
+        link_capacity: 1,
+    };
+
+    /// The 2-peer configuration with loss: a drop, a replay and a crash.
     pub const TWO_PEERS_LOSSY: Budgets = Budgets {
         drops: 1,
         replays: 1,
         crashes: 1,
         failures: 0,
+        lost_events: 0,
+        quirks: 0,
         restarts: 0,
         early_timers: 0,
         timer_cap: 3,
@@ -97,9 +125,25 @@ impl Budgets {
         replays: 0,
         crashes: 1,
         failures: 0,
+        lost_events: 0,
+        quirks: 0,
         restarts: 0,
         early_timers: 0,
         timer_cap: 2,
+        link_capacity: 1,
+    };
+
+    /// No faults at all (a base to build small configurations from).
+    pub const NONE: Budgets = Budgets {
+        drops: 0,
+        replays: 0,
+        crashes: 0,
+        failures: 0,
+        lost_events: 0,
+        quirks: 0,
+        restarts: 0,
+        early_timers: 0,
+        timer_cap: 3,
         link_capacity: 1,
     };
 
@@ -135,37 +179,23 @@ impl Msg {
             ))
             .then_with(|| a.credentials.cmp(&b.credentials))
             .then_with(|| a.candidates.cmp(&b.candidates))
+            .then_with(|| a.seen.cmp(&b.seen))
     }
 }
 
-/// The abstract ICE agent of one peer end, as far as the model needs it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Agent {
-    /// The live agent, if any.
-    pub id: Option<AgentId>,
-    /// Its local credentials.
-    pub local: Option<Credentials>,
-    /// The remote credentials it was told to connect with, and the remote epoch they belong to
-    /// (`u64::MAX` if no session ever had them).
-    pub connect: Option<(Credentials, u64)>,
-    /// Epochs of the remote candidates it was given, in order.
-    pub candidates: Vec<u64>,
-    /// It found the remote agent (a Connected event was produced).
-    pub connected: bool,
-}
-
-/// One peer end: a node's [`Peer`] for one remote node, its agent and the agent's event queue.
+/// One peer end: a node's [`Peer`] for one remote node and its agent (the reference agent of
+/// the core, shared with the tests and the simulator).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct End {
     /// The real peer.
     pub peer: Peer,
-    /// Its abstract agent.
-    pub agent: Agent,
-    /// Agent events not yet handed to the peer, oldest first.
-    pub events: Vec<(AgentId, AgentEvent)>,
+    /// Its agent, with the reports not yet handed to the peer.
+    pub agent: ReferenceAgent,
     /// Restarted for a local cause (fault, request, crash) and not connected since: two such
     /// ends of one session at once are glare.
     pub local_restart: bool,
+    /// Epoch catch-ups of this end in the current incarnation of its node.
+    pub catch_ups: u8,
 }
 
 /// Per-session (pair) counters for the restart-storm property.
@@ -193,6 +223,10 @@ pub struct State {
     pub left: Budgets,
     /// Crashes per node.
     pub crashes: Vec<u8>,
+    /// The epoch floor of each node's current incarnation.
+    pub floors: Vec<u64>,
+    /// The node's current incarnation started with a floor not above its earlier epochs.
+    pub regressed: Vec<bool>,
     /// Counters per session.
     pub pairs: Vec<PairStats>,
     /// Every credential ever created, with its epoch (to name the session an agent connects to).
@@ -216,18 +250,46 @@ pub enum Action {
     Duplicate(usize),
     /// Hand the oldest queued agent event of peer end `e` to its peer.
     AgentEvent(usize),
+    /// Lose the oldest queued report (not a local candidate) of peer end `e`'s agent (budget
+    /// `lost_events`).
+    LoseEvent(usize),
+    /// Peer end `e`'s agent shows a benign quirk (budget `quirks`).
+    Quirk(usize),
     /// The agents of session `p` find each other: each reports Connected at once.
     Meet(usize),
+    /// The agents of session `p` find each other, but the reports of peer end `e`'s agent are
+    /// lost on the way (budget `lost_events`): its agent is connected, its peer never hears.
+    MeetLosing(usize, usize),
     /// The earliest due timer of peer end `e` fires (fair: nothing else can happen).
     Timer(usize),
     /// Peer end `e`'s timer fires early (budget `early_timers`).
     EarlyTimer(usize),
-    /// Peer end `e`'s agent fails (budget `failures`).
-    Fail(usize),
-    /// Node `n` crashes and restarts with state loss (budget `crashes`).
-    Crash(usize),
+    /// Peer end `e`'s agent fails this way (budget `failures`).
+    Fail(usize, Failure),
+    /// Node `n` crashes and restarts with state loss and this epoch floor (budget `crashes`).
+    Crash(usize, Floor),
     /// The embedding asks peer end `e` to restart (budget `restarts`).
     Restart(usize),
+}
+
+/// How an agent fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Failure {
+    /// The selected pair goes silent: Disconnected (from Connected or Completed).
+    PairLost,
+    /// The agent gives up: Failed, from Checking, Connected or Completed.
+    GiveUp,
+}
+
+/// The epoch floor a crashed node's new process starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Floor {
+    /// Above every epoch used before (the contract of `Peer::new`).
+    Above,
+    /// Equal to the floor of the process that crashed (a constant, a clock stepped back).
+    Equal,
+    /// Zero (a board without a real-time clock booting at 1970).
+    Zero,
 }
 
 /// What happened in a step, for readable traces and sequence diagrams.
@@ -279,6 +341,8 @@ pub enum Note {
 pub struct IceModel {
     /// Number of nodes (2 or 3).
     pub peers: usize,
+    /// Which real agent the reference agent behaves like.
+    pub agent: AgentKind,
     /// The restart rule every peer applies.
     pub policy: RestartPolicy,
     /// Environment budgets.
@@ -290,18 +354,18 @@ pub struct IceModel {
     pairs: Vec<(usize, usize)>,
 }
 
-/// First session epoch of a node that crashed `crashes` times (strictly above every epoch the
-/// previous incarnations could have used within the budgets).
+/// First session epoch of a node that crashed `crashes` times with [`Floor::Above`] (strictly
+/// above every epoch the previous incarnations could have used within the budgets).
 fn epoch_floor(crashes: u8) -> u64 {
     100 + 1000 * u64::from(crashes)
 }
 
-/// A candidate that names the session (epoch) it was gathered in, as foundation `e{epoch}`.
+/// Local candidates each model agent gathers.
+const GATHERS: u16 = 1;
+
+/// The candidate the agent of session `epoch` gathers, naming it as foundation `e{epoch}`.
 pub fn candidate_of(epoch: u64) -> Candidate {
-    icepact::invariants::tag_session(
-        Candidate::host(std::net::SocketAddr::from(([10, 0, 0, 1], 1000))),
-        epoch,
-    )
+    ReferenceAgent::candidate(icepact::AgentId(epoch), 1)
 }
 
 /// The epoch a model candidate names, if it is one.
@@ -331,6 +395,16 @@ pub fn short(d: &Description) -> String {
 impl IceModel {
     /// A model of `peers` nodes (2 or 3) under `policy` with `budgets`.
     pub fn new(peers: usize, policy: RestartPolicy, budgets: Budgets) -> IceModel {
+        Self::with_agent(peers, policy, budgets, AgentKind::Libwebrtc)
+    }
+
+    /// A model whose agents behave like `agent`.
+    pub fn with_agent(
+        peers: usize,
+        policy: RestartPolicy,
+        budgets: Budgets,
+        agent: AgentKind,
+    ) -> IceModel {
         let peers = peers.clamp(2, 3);
         let keys = (0..peers)
             .map(|n| PublicKey([n as u8 + 1; 32]))
@@ -343,11 +417,17 @@ impl IceModel {
         }
         IceModel {
             peers,
+            agent,
             policy,
             budgets,
             base: Instant::now(),
+            // The model polls agents every 60 s, after the other rules' deadlines (checking 30 s,
+            // disconnected 25 s): correctness does not depend on the interval, and a shorter one
+            // only spends the timer cap on repeats that are ignored before the other deadlines
+            // come due (a false alarm of the cap, never a hidden stuck state).
             config: Config {
                 policy,
+                report_poll_interval: Duration::from_secs(60),
                 ..Config::default()
             },
             keys,
@@ -393,16 +473,25 @@ impl IceModel {
         1 + e as u64 + 100 * u64::from(crashes)
     }
 
-    fn new_peer(&self, e: usize, crashes: u8, now: Instant) -> Result<Peer, Error> {
+    fn new_peer(&self, e: usize, crashes: u8, floor: u64, now: Instant) -> Result<Peer, Error> {
         let (local, remote) = (self.node_of(e), self.node_of(e ^ 1));
         Peer::new(
             self.config,
             self.keys[local],
             self.keys[remote],
-            epoch_floor(crashes),
+            floor,
             Self::seed(e, crashes),
             now,
         )
+    }
+
+    fn new_end(&self, peer: Peer, local_restart: bool) -> End {
+        End {
+            peer,
+            agent: ReferenceAgent::new(self.agent, GATHERS),
+            local_restart,
+            catch_ups: 0,
+        }
     }
 
     fn violate(s: &mut State, flag: Flag, detail: String, log: &mut Option<&mut Vec<Note>>) {
@@ -415,22 +504,31 @@ impl IceModel {
         }
     }
 
-    /// True if every session has both ends connected on each other's current credentials.
+    /// True if every session has both ends connected on each other's current credentials, over
+    /// agents that really have a working pair (a peer that believes Connected over an agent
+    /// that failed is not converged).
     pub fn converged(&self, s: &State) -> bool {
-        (0..self.pairs.len())
-            .all(|p| invariants::converged(&s.ends[2 * p].peer, &s.ends[2 * p + 1].peer))
+        let working = |e: &End| {
+            matches!(
+                e.agent.live().map(|l| l.phase),
+                Some(Phase::Connected | Phase::Completed)
+            )
+        };
+        (0..self.pairs.len()).all(|p| {
+            let (a, b) = (&s.ends[2 * p], &s.ends[2 * p + 1]);
+            invariants::converged(&a.peer, &b.peer) && working(a) && working(b)
+        })
     }
 
     fn meet_enabled(&self, s: &State, p: usize) -> bool {
         let (a, b) = (&s.ends[2 * p].agent, &s.ends[2 * p + 1].agent);
-        let told = |x: &Agent, y: &Agent| {
-            x.id.is_some()
-                && !x.candidates.is_empty()
-                && x.connect.as_ref().map(|(c, _)| c) == y.local.as_ref()
-        };
+        let phase = |x: &ReferenceAgent| x.live().map(|l| l.phase);
+        let alive = |x: &ReferenceAgent| !matches!(phase(x), None | Some(Phase::Failed));
+        let waiting =
+            |x: &ReferenceAgent| matches!(phase(x), Some(Phase::Checking | Phase::Disconnected));
         // Each agent reported everything before (its Checking in particular).
-        let idle = s.ends[2 * p].events.is_empty() && s.ends[2 * p + 1].events.is_empty();
-        idle && told(a, b) && told(b, a) && !(a.connected && b.connected)
+        let idle = !a.has_events() && !b.has_events();
+        idle && a.told_to_meet(b) && alive(a) && alive(b) && (waiting(a) || waiting(b))
     }
 
     /// The earliest armed timer of all peers, if any.
@@ -441,13 +539,14 @@ impl IceModel {
     /// True if a delivery, an agent event or a meeting is enabled.
     fn busy(&self, s: &State) -> bool {
         !s.net.is_empty()
-            || s.ends.iter().any(|e| !e.events.is_empty())
+            || s.ends.iter().any(|e| e.agent.has_events())
             || (0..self.pairs.len()).any(|p| self.meet_enabled(s, p))
     }
 
     /// True if no progress action (delivery, agent event, meeting, due timer) is enabled.
     pub fn quiescent(&self, s: &State) -> bool {
-        !self.busy(s) && (s.left.timer_cap == 0 || self.earliest_timer(s).is_none())
+        !self.busy(s)
+            && (s.left.timer_cap == 0 || self.earliest_timer(s).is_none() || self.converged(s))
     }
 
     /// Applies `action` to `last`, recording what happened in `log` if given.
@@ -474,24 +573,38 @@ impl IceModel {
                 Self::push_net(&mut s, m);
             }
             Action::AgentEvent(e) => {
-                let (id, ev) = s.ends[e].events.remove(0);
-                self.input(&mut s, e, &mut log, |p| p.handle_agent_event(now, id, ev));
+                if let Some((id, ev)) = s.ends[e].agent.poll_event() {
+                    self.input(&mut s, e, &mut log, |p| p.handle_agent_event(now, id, ev));
+                }
             }
-            Action::Meet(p) => {
-                // Both agents report Connected in the same step: the pair they found exists at
-                // this moment. Queuing the reports would let a crash of the remote slip in
-                // between, and "entering Connected with the remote's current credentials"
-                // would then fail for a reason no protocol can prevent.
+            Action::LoseEvent(e) => {
+                s.left.lost_events -= 1;
+                s.pairs[e / 2].faults += 1;
+                s.flags |= Flag::SeenLostEvent.bit();
+                let _ = s.ends[e].agent.lose_event();
+            }
+            Action::Quirk(e) => {
+                s.left.quirks -= 1;
+                let _ = s.ends[e].agent.quirk();
+            }
+            Action::Meet(p) | Action::MeetLosing(p, _) => {
+                // Both agents find the pair and report it in the same step: the pair exists at
+                // this moment. Queuing these reports would let a crash of the remote slip in
+                // between, and "entering Connected with the remote's current credentials" would
+                // then fail for a reason no protocol can prevent (a data-plane race that
+                // consent checks repair). Every other report is queued and may be late.
                 for e in [2 * p, 2 * p + 1] {
-                    let end = &mut s.ends[e];
-                    if end.agent.connected {
-                        continue;
-                    }
-                    end.agent.connected = true;
-                    if let Some(id) = end.agent.id {
-                        self.input(&mut s, e, &mut log, |p| {
-                            p.handle_agent_event(now, id, AgentEvent::Connected)
-                        });
+                    s.ends[e].agent.pair_found();
+                }
+                if let Action::MeetLosing(_, lost) = *action {
+                    s.left.lost_events -= 1;
+                    s.pairs[p].faults += 1;
+                    s.flags |= Flag::SeenLostEvent.bit();
+                    while s.ends[lost].agent.poll_event().is_some() {}
+                }
+                for e in [2 * p, 2 * p + 1] {
+                    while let Some((id, ev)) = s.ends[e].agent.poll_event() {
+                        self.input(&mut s, e, &mut log, |p| p.handle_agent_event(now, id, ev));
                     }
                 }
             }
@@ -507,42 +620,37 @@ impl IceModel {
                     });
                 }
             }
-            Action::Fail(e) => {
+            Action::Fail(e, how) => {
                 s.left.failures -= 1;
                 s.pairs[e / 2].faults += 1;
                 let end = &mut s.ends[e];
-                let event = if end.peer.state().is_connected() {
-                    AgentEvent::Disconnected
-                } else {
-                    AgentEvent::Failed
-                };
-                end.agent.connected = false;
-                if event == AgentEvent::Failed {
-                    end.local_restart = true;
-                }
-                if let Some(id) = end.agent.id {
-                    self.input(&mut s, e, &mut log, |p| {
-                        p.handle_agent_event(now, id, event)
-                    });
+                match how {
+                    Failure::PairLost => end.agent.pair_lost(),
+                    Failure::GiveUp => {
+                        end.local_restart = true;
+                        end.agent.give_up();
+                    }
                 }
             }
-            Action::Crash(n) => {
+            Action::Crash(n, floor) => {
                 s.left.crashes -= 1;
                 s.crashes[n] += 1;
                 let crashes = s.crashes[n];
+                let value = match floor {
+                    Floor::Above => epoch_floor(crashes),
+                    Floor::Equal => s.floors[n],
+                    Floor::Zero => 0,
+                };
+                s.floors[n] = value;
+                s.regressed[n] = floor != Floor::Above;
                 for e in 0..s.ends.len() {
                     if self.node_of(e) != n {
                         continue;
                     }
                     s.pairs[e / 2].faults += 1;
-                    match self.new_peer(e, crashes, now) {
+                    match self.new_peer(e, crashes, value, now) {
                         Ok(peer) => {
-                            s.ends[e] = End {
-                                peer,
-                                agent: Agent::default(),
-                                events: Vec::new(),
-                                local_restart: true,
-                            };
+                            s.ends[e] = self.new_end(peer, true);
                             self.drain(&mut s, e, &mut log);
                         }
                         Err(err) => Self::violate(
@@ -664,7 +772,12 @@ impl IceModel {
                             log,
                         );
                     }
-                    if to == ConnectionState::Connected {
+                    if from.is_connected() && to == ConnectionState::Failed {
+                        s.flags |= Flag::SeenFailedConnected.bit();
+                    }
+                    // Completed -> Connected is libwebrtc checking new pairs while the selected
+                    // one stays: not a new connection, so not checked again.
+                    if to == ConnectionState::Connected && from != ConnectionState::Completed {
                         s.ends[e].local_restart = false;
                         if let Err(v) = invariants::connected_with_current_credentials(
                             &s.ends[e].peer,
@@ -685,15 +798,30 @@ impl IceModel {
                     if !matches!(cause, RestartCause::RemoteRestart { .. }) {
                         s.ends[e].local_restart = true;
                     }
+                    if let RestartCause::EpochCatchUp { seen } = cause {
+                        s.flags |= Flag::SeenCatchUp.bit();
+                        let n = self.node_of(e);
+                        let end = &mut s.ends[e];
+                        end.catch_ups = end.catch_ups.saturating_add(1);
+                        if !s.regressed[n] || end.catch_ups > 1 {
+                            let detail = format!(
+                                "{} caught up (catch-up {}, saw {seen:?}) though its floor {}",
+                                self.end_name(e),
+                                end.catch_ups,
+                                if s.regressed[n] {
+                                    "went back only once"
+                                } else {
+                                    "never went back"
+                                }
+                            );
+                            Self::violate(s, Flag::CatchUpOnlyAfterRegression, detail, log);
+                        }
+                    }
                 }
                 Output::Event(_) | _ => {}
             }
         }
-        let agent = &s.ends[e].agent;
-        let connect_epoch = agent.connect.as_ref().map(|(_, epoch)| *epoch);
-        if let Err(v) =
-            invariants::candidate_binding(connect_epoch, agent.candidates.iter().copied())
-        {
+        if let Err(v) = s.ends[e].agent.check_binding() {
             Self::violate(
                 s,
                 Flag::CandidateBinding,
@@ -706,7 +834,7 @@ impl IceModel {
         }
     }
 
-    /// The abstract agent carries out one command of peer end `e`.
+    /// The reference agent carries out one command of peer end `e`.
     fn agent_command(
         &self,
         s: &mut State,
@@ -714,75 +842,40 @@ impl IceModel {
         cmd: AgentCommand,
         log: &mut Option<&mut Vec<Note>>,
     ) {
-        let name = match &cmd {
-            AgentCommand::Create { agent, .. } => format!("create agent {}", agent.0),
-            AgentCommand::Gather { .. } => "gather".to_string(),
-            AgentCommand::AddRemoteCandidate { candidate, .. } => {
-                format!("add remote candidate {}", candidate.foundation)
-            }
-            AgentCommand::Connect { .. } => "connect".to_string(),
-            AgentCommand::EndOfRemoteCandidates { .. } => "end of remote candidates".to_string(),
-            AgentCommand::Close { agent } => format!("close agent {}", agent.0),
-            other => format!("{other:?}"),
-        };
         if let Some(log) = log {
+            let name = match &cmd {
+                AgentCommand::Create { agent, .. } => format!("create agent {}", agent.0),
+                AgentCommand::Gather { .. } => "gather".to_string(),
+                AgentCommand::AddRemoteCandidate { candidate, .. } => {
+                    format!("add remote candidate {}", candidate.foundation)
+                }
+                AgentCommand::Connect { .. } => "connect".to_string(),
+                AgentCommand::EndOfRemoteCandidates { .. } => {
+                    "end of remote candidates".to_string()
+                }
+                AgentCommand::Close { agent } => format!("close agent {}", agent.0),
+                other => format!("{other:?}"),
+            };
             log.push(Note::Agent { end: e, cmd: name });
         }
-        let live = s.ends[e].agent.id;
-        let names_live = |id: AgentId| live == Some(id);
-        let problem = match cmd {
-            AgentCommand::Create {
-                agent, credentials, ..
-            } => {
-                let problem = live.map(|old| format!("create {} while {} is live", agent.0, old.0));
-                s.creds.push((credentials.clone(), agent.0));
-                s.ends[e].agent = Agent {
-                    id: Some(agent),
-                    local: Some(credentials),
-                    ..Agent::default()
-                };
-                problem
-            }
-            AgentCommand::Gather { agent } if names_live(agent) => {
-                let events = &mut s.ends[e].events;
-                events.push((agent, AgentEvent::LocalCandidate(candidate_of(agent.0))));
-                events.push((agent, AgentEvent::GatheringDone));
-                None
-            }
-            AgentCommand::AddRemoteCandidate { agent, candidate } if names_live(agent) => {
-                let epoch = epoch_of(&candidate).unwrap_or(u64::MAX);
-                s.ends[e].agent.candidates.push(epoch);
-                None
-            }
-            AgentCommand::Connect { agent, remote } if names_live(agent) => {
-                let a = &s.ends[e].agent;
-                if a.connect.is_some() {
-                    Some("connect twice on one agent".to_string())
-                } else if a.candidates.is_empty() {
-                    Some("connect without remote candidates".to_string())
-                } else {
-                    let epoch = s
-                        .creds
-                        .iter()
-                        .find(|(c, _)| *c == remote)
-                        .map_or(u64::MAX, |(_, epoch)| *epoch);
-                    s.ends[e].agent.connect = Some((remote, epoch));
-                    s.ends[e].events.push((agent, AgentEvent::Checking));
-                    None
-                }
-            }
-            AgentCommand::EndOfRemoteCandidates { agent } if names_live(agent) => None,
-            AgentCommand::Close { agent } if names_live(agent) => {
-                s.ends[e].agent = Agent::default();
-                None
-            }
-            other => Some(format!("command for an agent that is not live: {other:?}")),
-        };
-        if let Some(problem) = problem {
+        if let AgentCommand::Create {
+            agent, credentials, ..
+        } = &cmd
+        {
+            s.creds.push((credentials.clone(), agent.0));
+        }
+        let creds = &s.creds;
+        let result = s.ends[e].agent.handle_command(cmd, |remote| {
+            creds
+                .iter()
+                .find(|(c, _)| c == remote)
+                .map(|(_, epoch)| *epoch)
+        });
+        if let Err(breach) = result {
             Self::violate(
                 s,
                 Flag::AgentContract,
-                format!("{}: {problem}", self.end_name(e)),
+                format!("{}: {breach}", self.end_name(e)),
                 log,
             );
         }
@@ -824,7 +917,7 @@ impl IceModel {
                 let m = &s.net[i];
                 format!("FAULT duplicate {} {}", link(m), short(&m.d))
             }
-            Action::AgentEvent(e) => match s.ends[e].events.first() {
+            Action::AgentEvent(e) => match s.ends[e].agent.peek_event() {
                 Some((id, ev)) => format!(
                     "{} agent {} reports {}",
                     self.end_name(e),
@@ -838,17 +931,35 @@ impl IceModel {
                 self.end_name(2 * p),
                 self.end_name(2 * p + 1)
             ),
+            Action::MeetLosing(p, e) => format!(
+                "agents of {} and {} connect, FAULT {}'s reports are lost",
+                self.end_name(2 * p),
+                self.end_name(2 * p + 1),
+                self.end_name(e)
+            ),
             Action::Timer(e) => format!("{} timer fires (due)", self.end_name(e)),
             Action::EarlyTimer(e) => format!("FAULT {} timer fires early", self.end_name(e)),
-            Action::Fail(e) => {
-                let what = if s.ends[e].peer.state().is_connected() {
-                    "Disconnected"
-                } else {
-                    "Failed"
-                };
-                format!("FAULT {} agent reports {what}", self.end_name(e))
+            Action::LoseEvent(e) => {
+                let what = s.ends[e]
+                    .agent
+                    .lossy_event()
+                    .map_or(String::new(), |_| " report".to_string());
+                format!("FAULT {} agent{what} lost", self.end_name(e))
             }
-            Action::Crash(n) => format!("FAULT node {} crashes (state lost)", Self::node_name(n)),
+            Action::Quirk(e) => format!("{} agent repeats a report (quirk)", self.end_name(e)),
+            Action::Fail(e, Failure::PairLost) => {
+                format!(
+                    "FAULT {} agent loses its pair (Disconnected)",
+                    self.end_name(e)
+                )
+            }
+            Action::Fail(e, Failure::GiveUp) => {
+                format!("FAULT {} agent gives up (Failed)", self.end_name(e))
+            }
+            Action::Crash(n, floor) => format!(
+                "FAULT node {} crashes (state lost), restarts with floor {floor:?}",
+                Self::node_name(n)
+            ),
             Action::Restart(e) => format!("FAULT {} restart requested", self.end_name(e)),
         }
     }
@@ -874,6 +985,8 @@ impl Model for IceModel {
             history: Vec::new(),
             left: self.budgets,
             crashes: vec![0; self.peers],
+            floors: vec![epoch_floor(0); self.peers],
+            regressed: vec![false; self.peers],
             pairs: vec![PairStats::default(); self.pairs.len()],
             creds: Vec::new(),
             flags: 0,
@@ -881,13 +994,8 @@ impl Model for IceModel {
         };
         let mut log = None;
         for e in 0..self.end_count() {
-            match self.new_peer(e, 0, now) {
-                Ok(peer) => s.ends.push(End {
-                    peer,
-                    agent: Agent::default(),
-                    events: Vec::new(),
-                    local_restart: false,
-                }),
+            match self.new_peer(e, 0, epoch_floor(0), now) {
+                Ok(peer) => s.ends.push(self.new_end(peer, false)),
                 // Keys are distinct by construction, so `Peer::new` cannot fail; should it
                 // anyway, the model has no peers to check and says so through the flag.
                 Err(err) => {
@@ -926,17 +1034,35 @@ impl Model for IceModel {
             actions.extend((0..s.history.len()).map(Action::Replay));
         }
         for (e, end) in s.ends.iter().enumerate() {
-            if !end.events.is_empty() {
+            if end.agent.has_events() {
                 actions.push(Action::AgentEvent(e));
+            }
+            if s.left.lost_events > 0 && end.agent.lossy_event().is_some() {
+                actions.push(Action::LoseEvent(e));
+            }
+            let phase = end.agent.live().map(|l| l.phase);
+            if s.left.quirks > 0
+                && matches!(
+                    phase,
+                    Some(Phase::Checking | Phase::Connected | Phase::Completed)
+                )
+            {
+                actions.push(Action::Quirk(e));
             }
         }
         for p in 0..self.pairs.len() {
             if self.meet_enabled(s, p) {
                 actions.push(Action::Meet(p));
+                if s.left.lost_events > 0 {
+                    actions.push(Action::MeetLosing(p, 2 * p));
+                    actions.push(Action::MeetLosing(p, 2 * p + 1));
+                }
             }
         }
         if s.left.timer_cap > 0 {
-            let busy = self.busy(s);
+            // Due timers drive a stuck system towards convergence; in a converged one they
+            // would only spend the cap on ignored repeats (REPORT_POLL) before the next fault.
+            let busy = self.busy(s) || self.converged(s);
             let earliest = self.earliest_timer(s);
             for (e, end) in s.ends.iter().enumerate() {
                 let Some(t) = end.peer.poll_timeout() else {
@@ -949,19 +1075,32 @@ impl Model for IceModel {
                 }
             }
         }
-        for (e, end) in s.ends.iter().enumerate() {
-            use ConnectionState::*;
-            if s.left.failures > 0
-                && matches!(
-                    end.peer.state(),
-                    Connecting | Checking | Connected | Completed
-                )
-            {
-                actions.push(Action::Fail(e));
+        if s.left.failures > 0 {
+            for (e, end) in s.ends.iter().enumerate() {
+                match end.agent.live().map(|l| l.phase) {
+                    Some(Phase::Checking) => actions.push(Action::Fail(e, Failure::GiveUp)),
+                    Some(Phase::Connected | Phase::Completed) => {
+                        actions.push(Action::Fail(e, Failure::PairLost));
+                        actions.push(Action::Fail(e, Failure::GiveUp));
+                    }
+                    _ => {}
+                }
             }
         }
         if s.left.crashes > 0 {
-            actions.extend((0..self.peers).map(Action::Crash));
+            for n in 0..self.peers {
+                actions.push(Action::Crash(n, Floor::Above));
+                // Seed 001's session ids are random: a new process never repeats or undercuts an
+                // old one, so under its policy only a fresh epoch models a new process.
+                if self.policy == RestartPolicy::Seed {
+                    continue;
+                }
+                actions.push(Action::Crash(n, Floor::Zero));
+                // Equal to the crashed process's floor, unless that is zero already.
+                if s.floors[n] != 0 {
+                    actions.push(Action::Crash(n, Floor::Equal));
+                }
+            }
         }
         if s.left.restarts > 0 {
             for (e, end) in s.ends.iter().enumerate() {

@@ -35,6 +35,15 @@ pub enum Flag {
     SeenStale,
     /// Both ends of a session restarted for a local cause before either reconnected (sanity).
     SeenGlare,
+    /// An epoch catch-up happened where the node's floor never went back, or twice in one
+    /// incarnation.
+    CatchUpOnlyAfterRegression,
+    /// An agent report was lost (sanity).
+    SeenLostEvent,
+    /// A peer caught up with its regressed epoch floor (sanity).
+    SeenCatchUp,
+    /// A peer went from Connected or Completed to Failed (sanity).
+    SeenFailedConnected,
 }
 
 impl Flag {
@@ -56,6 +65,10 @@ impl Flag {
             Flag::AgentContract => "agent contract",
             Flag::SeenStale => "stale ignored",
             Flag::SeenGlare => "glare",
+            Flag::CatchUpOnlyAfterRegression => CATCH_UP,
+            Flag::SeenLostEvent => "lost report",
+            Flag::SeenCatchUp => "caught up",
+            Flag::SeenFailedConnected => "failed from connected",
         }
     }
 }
@@ -83,6 +96,9 @@ fn seen(s: &State, f: Flag) -> bool {
 
 /// Name of the liveness property.
 pub const LIVENESS: &str = "quiescent => converged";
+
+/// Name of the property that replayed hints never cause a catch-up.
+pub const CATCH_UP: &str = "catch-up only after regression";
 
 /// Every property of the model, invariants first.
 pub const PROPERTIES: &[PropertyInfo] = &[
@@ -135,6 +151,12 @@ pub const PROPERTIES: &[PropertyInfo] = &[
         condition: |_, s| clean(s, Flag::AgentContract),
     },
     PropertyInfo {
+        name: CATCH_UP,
+        always: true,
+        rule: "EPOCH_CATCH_UP: only after a floor went back, once (replays never trigger it)",
+        condition: |_, s| clean(s, Flag::CatchUpOnlyAfterRegression),
+    },
+    PropertyInfo {
         name: LIVENESS,
         always: true,
         rule: "liveness L1-L9: RESEND_UNACKED, DUPLICATE_DESCRIPTION, convergence",
@@ -157,6 +179,24 @@ pub const PROPERTIES: &[PropertyInfo] = &[
         always: false,
         rule: "sanity: a node crashed and all sessions converged again (L8)",
         condition: |m, s| s.crashes.iter().any(|&c| c > 0) && m.converged(s),
+    },
+    PropertyInfo {
+        name: "reconnected after catch-up",
+        always: false,
+        rule: "sanity: a crash with a floor that went back, a catch-up, and convergence",
+        condition: |m, s| seen(s, Flag::SeenCatchUp) && m.converged(s),
+    },
+    PropertyInfo {
+        name: "reconnected after failed from connected",
+        always: false,
+        rule: "sanity: AGENT_REPORTS, Failed straight from Connected/Completed, then convergence",
+        condition: |m, s| seen(s, Flag::SeenFailedConnected) && m.converged(s),
+    },
+    PropertyInfo {
+        name: "reconnected after lost report",
+        always: false,
+        rule: "sanity: an agent report was lost (CHECKING_TIMEOUT), then convergence",
+        condition: |m, s| seen(s, Flag::SeenLostEvent) && m.converged(s),
     },
     PropertyInfo {
         name: "stale ignored",

@@ -147,10 +147,10 @@ pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
                     node(2 * p + 1)
                 );
             }
-            Action::Crash(n) => {
+            Action::Crash(n, floor) => {
                 let _ = writeln!(
                     out,
-                    "    Note over {}: CRASH (state lost)",
+                    "    Note over {}: CRASH (state lost), floor {floor:?}",
                     IceModel::node_name(n)
                 );
             }
@@ -193,13 +193,16 @@ fn action_end(a: &Action) -> usize {
         Action::AgentEvent(e)
         | Action::Timer(e)
         | Action::EarlyTimer(e)
-        | Action::Fail(e)
+        | Action::LoseEvent(e)
+        | Action::Quirk(e)
+        | Action::Fail(e, _)
         | Action::Restart(e) => e,
         Action::Meet(p) => 2 * p,
+        Action::MeetLosing(_, e) => e,
         Action::Deliver(_)
         | Action::Drop(_)
         | Action::Replay(_)
         | Action::Duplicate(_)
-        | Action::Crash(_) => 0,
+        | Action::Crash(..) => 0,
     }
 }

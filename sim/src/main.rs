@@ -1,10 +1,17 @@
 //! `icepact-sim`: sweep seeds, replay one, shrink a failure, or run the whole verification.
 
+/// The verification run model-checks millions of states in this process; the system allocator
+/// was half the checker's time (docs/MODEL-CHECKING.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use icepact::reference_agent::AgentKind;
 use icepact::RestartPolicy;
 use icepact_sim::{
     ping_pong, run_seed, shrink, sweep, verify, Plan, SimConfig, Summary, VerifyOptions,
@@ -262,12 +269,29 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         s.threads
     );
     println!(
-        "faults injected: {} drops, {} duplicates, {} partitioned messages ({} partitions), {} replays, {} crashes, {} agent faults, {} restart requests",
-        st.dropped, st.duplicated, st.partitioned, st.partitions, st.replayed, st.crashes, st.agent_faults, st.restart_requests
+        "faults injected: {} drops, {} duplicates, {} partitioned messages ({} partitions), {} replays, {} crashes ({} with a floor not above the old epochs), {} agent faults, {} lost agent reports, {} quirks, {} reports stamped early, {} restart requests",
+        st.dropped,
+        st.duplicated,
+        st.partitioned,
+        st.partitions,
+        st.replayed,
+        st.crashes,
+        st.regressed_floors,
+        st.agent_faults,
+        st.lost_events,
+        st.quirks,
+        st.late_reports,
+        st.restart_requests
     );
+    let kinds: Vec<String> = AgentKind::ALL
+        .iter()
+        .zip(st.agents)
+        .map(|(k, n)| format!("{n} {k:?}"))
+        .collect();
+    println!("agents created: {}", kinds.join(", "));
     println!(
-        "messages: {} sent, {} delivered, {} ignored as stale/duplicate; {} session restarts",
-        st.sent, st.delivered, st.ignored, st.restarts
+        "messages: {} sent, {} delivered, {} ignored as stale/duplicate; {} session restarts ({} epoch catch-ups, {} checking timeouts)",
+        st.sent, st.delivered, st.ignored, st.restarts, st.catch_ups, st.checking_timeouts
     );
     println!(
         "violations: {}; converged after heal: {}/{} ({:.2} %)",
@@ -276,6 +300,14 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         s.seeds,
         100.0 * s.converged as f64 / s.seeds.max(1) as f64
     );
+    if !s.violations.is_empty() {
+        let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, v) in &s.violations {
+            *by.entry(v.invariant.name()).or_default() += 1;
+        }
+        let by: Vec<String> = by.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("violations by invariant: {}", by.join(", "));
+    }
     println!(
         "convergence after heal: p50 {} p99 {} max {} (bound {:.0}s)",
         secs(s.convergence_quantile(0.5)),
@@ -284,10 +316,12 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         cfg.liveness_bound().as_secs_f64()
     );
     println!(
-        "throughput: {:.0} simulated events/s per core, {:.0} signaling messages/s per core",
+        "throughput: {:.0} seeds/s, {:.0} simulated events/s per core, {:.0} signaling messages/s per core",
+        s.seeds_per_sec(),
         s.events_per_sec_per_core(),
         s.messages_per_sec_per_core()
     );
+    println!("\nconvergence after heal by fault kind (runs whose plan contains it; then the runs it struck in):\n{}", s.fault_table());
     for (seed, v) in s.violations.iter().take(5) {
         println!("\nseed {seed}: {v}\n{}", Plan::from_seed(*seed, cfg.peers));
         println!(

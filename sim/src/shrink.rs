@@ -1,6 +1,6 @@
 //! Shrinking a failing fault plan to a minimal one with proptest's shrinking machinery.
 //!
-//! The plan's episodes (and its lossy window) become a mask of booleans that starts all `true`;
+//! The plan's episodes (and its lossy window, and its late agent reports) become a mask of booleans that starts all `true`;
 //! proptest's value tree then switches elements off (`simplify`) and back on (`complicate`)
 //! while the run still fails, which converges to a locally minimal failing plan.
 
@@ -32,9 +32,12 @@ pub fn shrink(cfg: &SimConfig, seed: u64, plan: &Plan) -> (Plan, u32) {
         if !mask[plan.episodes.len()] {
             p.lossy_until_ms = 0;
         }
+        if !mask[plan.episodes.len() + 1] {
+            p.profile.late_ms = 0;
+        }
         p
     };
-    let n = plan.episodes.len() + 1;
+    let n = plan.episodes.len() + 2;
     let strategy = proptest::collection::vec(proptest::bool::weighted(1.0), n..=n);
     let mut runner = TestRunner::deterministic();
     // `weighted(1.0)` always generates `true`: the tree starts at the full plan.
@@ -49,6 +52,7 @@ pub fn shrink(cfg: &SimConfig, seed: u64, plan: &Plan) -> (Plan, u32) {
         let step = if fails(&candidate) {
             if candidate.episodes.len() < best.episodes.len()
                 || candidate.lossy_until_ms < best.lossy_until_ms
+                || candidate.profile.late_ms < best.profile.late_ms
             {
                 best = candidate;
             }

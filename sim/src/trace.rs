@@ -42,6 +42,21 @@ pub enum TraceKind {
         /// What the peer did with it.
         disposition: String,
     },
+    /// An agent report reached a peer.
+    Agent {
+        /// Node.
+        node: usize,
+        /// Remote.
+        remote: usize,
+        /// The agent that reported.
+        agent: u64,
+        /// The report.
+        event: String,
+        /// How long before the current instant it was stamped (rule LATE_INPUT), in µs.
+        early_us: u64,
+        /// What the peer did with it.
+        disposition: String,
+    },
     /// A state change of the peer of `node` towards `remote`.
     State {
         /// Node.
@@ -125,6 +140,11 @@ impl Trace {
         }
     }
 
+    /// True if it records.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// The entries.
     pub fn entries(&self) -> &[TraceEntry] {
         &self.entries
@@ -206,7 +226,7 @@ impl Trace {
                     format!("Note over N0: t={t:.3} {}", f.replace(['{', '}'], ""))
                 }
                 TraceKind::Violation { what: v } => format!("Note over N0: VIOLATION {v}"),
-                TraceKind::Deliver { .. } => continue,
+                TraceKind::Deliver { .. } | TraceKind::Agent { .. } => continue,
             };
             out.push_str("    ");
             out.push_str(&line);

@@ -47,14 +47,20 @@ pub struct Verdict {
     pub pass: bool,
 }
 
-/// The model-checking part of the verification run: the default 2-peer configuration
-/// exhaustively (DFS, 2 threads), 3 peers time-boxed, and seed 001's policy breadth-first and
-/// time-boxed (BFS reaches its shallow counterexamples in seconds and they are shortest).
+/// The model-checking part of the verification run: the default 2-peer configuration (a crash
+/// with any floor, an agent failure of either kind, a lost report) and replays after a crash
+/// exhaustively (DFS, 2 threads), 3 peers time-boxed, and seed 001's policy under the replay
+/// budgets breadth-first and time-boxed (BFS reaches its shallow counterexamples in seconds and
+/// they are shortest).
 pub fn model_suite(seconds: u64) -> Vec<CheckOptions> {
     let box_ = Some(std::time::Duration::from_secs(seconds));
     let two = CheckOptions::default();
     vec![
         two.clone(),
+        CheckOptions {
+            budgets: Budgets::TWO_PEERS_REPLAY,
+            ..two.clone()
+        },
         CheckOptions {
             peers: 3,
             budgets: Budgets::THREE_PEERS,
@@ -63,6 +69,7 @@ pub fn model_suite(seconds: u64) -> Vec<CheckOptions> {
         },
         CheckOptions {
             policy: RestartPolicy::Seed,
+            budgets: Budgets::TWO_PEERS_REPLAY,
             engine: Engine::Bfs,
             timeout: box_,
             ..two
@@ -108,10 +115,14 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         let col = columns.len();
         let seed_policy = opts.policy == RestartPolicy::Seed;
         let default_config = i == 0;
+        // Replays after a crash: exhaustive too, but without failures and lost reports some
+        // sanity examples cannot happen there.
+        let replay_config = !seed_policy && opts.budgets == Budgets::TWO_PEERS_REPLAY;
         columns.push(format!(
-            "model {}p {}",
+            "model {}p {}{}",
             opts.peers,
-            if seed_policy { "seed" } else { "epoch" }
+            if seed_policy { "seed" } else { "epoch" },
+            if replay_config { " replay" } else { "" }
         ));
         if progress {
             eprintln!("model checking {} ...", opts.label());
@@ -150,6 +161,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             } else if default_config {
                 // The default configuration must be checked exhaustively and pass everything.
                 pass &= !r.outcome.is_failure() && r.exhaustive;
+            } else if replay_config {
+                pass &= r.outcome != Outcome::Violated && r.exhaustive;
             } else {
                 // A time-boxed larger configuration: no violation may be found.
                 pass &= r.outcome != Outcome::Violated;
@@ -210,6 +223,19 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             pass &= s.violations.is_empty() && s.converged == s.seeds;
         }
         let _ = writeln!(figures, "- {}: {}", columns[col], sim_figures(&cfg, &s));
+        if !seed_policy {
+            // Convergence after heal per fault kind: the new faults (regressed epoch floors,
+            // agents failing from any phase, lost reports) must converge like the old ones.
+            let _ = writeln!(
+                figures,
+                "\n  convergence after heal by fault kind, {}:\n",
+                columns[col]
+            );
+            for line in s.fault_table().lines() {
+                let _ = writeln!(figures, "  {line}");
+            }
+            figures.push('\n');
+        }
     }
     // The simulator must be able to see what the model checker found.
     if model_seed_broken && !sim_seed_broken {
@@ -260,7 +286,7 @@ pub fn sim_figures(cfg: &SimConfig, s: &Summary) -> String {
             .map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()))
     };
     format!(
-        "{} seeds, {} violations, {}/{} converged after heal (p50 {}, p99 {}, max {}; bound {:.0}s), {} restarts, {} messages, {:.0} events/s/core, {:.1}s",
+        "{} seeds, {} violations, {}/{} converged after heal (p50 {}, p99 {}, max {}; bound {:.0}s), {} restarts ({} epoch catch-ups, {} checking timeouts), {} messages, {:.0} seeds/s, {:.0} events/s/core, {:.1}s",
         s.seeds,
         s.violations.len(),
         s.converged,
@@ -270,7 +296,10 @@ pub fn sim_figures(cfg: &SimConfig, s: &Summary) -> String {
         q(1.0),
         cfg.liveness_bound().as_secs_f64(),
         s.stats.restarts,
+        s.stats.catch_ups,
+        s.stats.checking_timeouts,
         s.stats.delivered,
+        s.seeds_per_sec(),
         s.events_per_sec_per_core(),
         s.wall.as_secs_f64()
     )

@@ -1,33 +1,48 @@
-//! The discrete-event world: nodes running real `icepact::Peer`s, a signaling backend, simulated
-//! ICE agents with connectivity checks over a simulated data network, and the fault plan.
+//! The discrete-event world: nodes running real `icepact::Peer`s, a signaling backend, the
+//! reference ICE agent (`icepact::reference_agent`) with connectivity checks over a simulated
+//! data network, and the fault plan.
 //!
-//! Virtual time jumps from event to event. Everything random comes from one ChaCha8 stream
-//! seeded by the run's seed, so a seed reproduces the run exactly.
+//! The agent's states and reports are the reference model's, the one the tests and the model
+//! checker use too. The data plane is the simulator's: checks every 200 ms, keepalives every
+//! second, a pair lost after 5 s of silence and the agent failing after 30 s (pion's timings).
+//! It tells the agent what happens with `pair_found`, `pair_lost` and `give_up`, and hands the
+//! reports the agent queues to the peer later, through the event queue, so they can be late,
+//! stamped a little early, or lost.
+//!
+//! Virtual time jumps from event to event. Everything random comes from ChaCha8 streams seeded
+//! by the run's seed, so a seed reproduces the run exactly.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use icepact::invariants::{self, Invariant, Violation};
+use icepact::reference_agent::{AgentKind, ContractBreach, Phase, ReferenceAgent};
 use icepact::{
-    AgentCommand, AgentEvent, AgentId, Candidate, Config, Credentials, Description, Disposition,
-    Event, Output, Peer, PublicKey, RestartPolicy,
+    AgentCommand, AgentEvent, AgentId, Config, Credentials, Description, Disposition, Event,
+    Output, Peer, PublicKey, RestartCause, RestartPolicy,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::profile::{Episode, Plan};
+use crate::profile::{AgentFaultKind, CrashFloor, Episode, FaultKind, Plan};
 use crate::trace::{Trace, TraceKind};
 
-/// ICE agent timing of the simulated agent (pion's defaults).
+/// ICE agent timing of the simulated data plane (pion's defaults).
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const DISCONNECTED_AFTER: Duration = Duration::from_secs(5);
 const FAILED_AFTER: Duration = Duration::from_secs(30);
+/// A connectivity report reaches the peer this long after what caused it.
+const REPORT_DELAY: Duration = Duration::from_millis(1);
+/// Local candidates every agent gathers: a host and a server-reflexive one.
+const GATHERS: u16 = 2;
 /// Old envelopes the backend keeps to replay.
 const REPLAY_HISTORY: usize = 256;
+/// The virtual wall clock at virtual time zero, in µs. A process that follows rule
+/// EPOCH_ORDER's advice takes its epoch floor from it ([`CrashFloor::Above`]).
+pub const WALL_CLOCK_START_US: u64 = 1_000_000_000;
 
 /// What a run simulates.
 #[derive(Clone, Debug)]
@@ -59,12 +74,23 @@ impl SimConfig {
     /// Rule LIVENESS_BOUND: once the last fault heals at T, every pair is converged by
     /// T + bound. The longest wait a healthy pair can face is a re-send back-off interval at
     /// its cap (`max · (1 + jitter)`, 90 s by default), after which the remote may still need
-    /// to notice that an agent died (checking fails after 30 s), plus the core's disconnected
-    /// timeout (25 s) and delivery slack (5 s).
+    /// to notice that an agent died: an agent checks a dead session for 30 s before it fails,
+    /// and the core gives up on an agent that does not connect after its checking timeout
+    /// (also 30 s; rule CHECKING_TIMEOUT covers a lost or never-given report, so the longer of
+    /// the two counts), plus the core's disconnected timeout (25 s) and delivery slack (5 s):
+    /// 150 s by default.
+    ///
+    /// The faults this bound now also covers need no more: a regressed epoch floor
+    /// (EPOCH_CATCH_UP) costs one reply round trip after the new process's first description
+    /// gets through (the rate limit of the reply is the initial back-off, 0.5 s, well inside
+    /// the slack), and a lost report is repaired by the checking timeout, already counted.
     pub fn liveness_bound(&self) -> Duration {
         let b = &self.core.backoff;
         let (_, max_interval) = b.bounds(u32::MAX);
-        max_interval + FAILED_AFTER + self.core.disconnected_timeout + Duration::from_secs(5)
+        max_interval
+            + FAILED_AFTER.max(self.core.checking_timeout)
+            + self.core.disconnected_timeout
+            + Duration::from_secs(5)
     }
 }
 
@@ -77,6 +103,9 @@ pub struct Outcome {
     pub heal: Duration,
     /// When every pair was converged after heal (time after heal), if it happened.
     pub converged_after: Option<Duration>,
+    /// The fault kinds that actually struck (a crash on a node that is already down, an agent
+    /// fault whose phase never came, a loss whose report never came do not).
+    pub struck: BTreeSet<FaultKind>,
     /// Counters.
     pub stats: Stats,
     /// Hash of the full event sequence (equal for equal runs).
@@ -104,16 +133,30 @@ pub struct Stats {
     pub replayed: u64,
     /// Crashes.
     pub crashes: u64,
-    /// Agent faults.
+    /// Crashes whose new process started with an epoch floor not above the old epochs.
+    pub regressed_floors: u64,
+    /// Agent faults that struck.
     pub agent_faults: u64,
+    /// Agent reports lost.
+    pub lost_events: u64,
+    /// Agent quirks shown.
+    pub quirks: u64,
+    /// Agent reports handed to the peer stamped before the current instant.
+    pub late_reports: u64,
     /// Partitions.
     pub partitions: u64,
     /// Explicit restarts requested.
     pub restart_requests: u64,
     /// Session restarts (all peers).
     pub restarts: u64,
+    /// Restarts by rule EPOCH_CATCH_UP.
+    pub catch_ups: u64,
+    /// Restarts by rule CHECKING_TIMEOUT.
+    pub checking_timeouts: u64,
     /// Descriptions ignored as stale or duplicate.
     pub ignored: u64,
+    /// Agents created, by kind (in the order of `AgentKind::ALL`).
+    pub agents: [u64; 4],
 }
 
 /// The fixed base instant of virtual time zero.
@@ -132,16 +175,19 @@ enum Ev {
     Wake {
         node: usize,
         remote: usize,
+        gen: u32,
     },
     AgentEvent {
         node: usize,
         remote: usize,
+        gen: u32,
         agent: AgentId,
         event: AgentEvent,
     },
     Tick {
         node: usize,
         remote: usize,
+        gen: u32,
         agent: AgentId,
     },
     Check {
@@ -159,6 +205,7 @@ enum Ev {
     },
     Recover {
         node: usize,
+        floor: CrashFloor,
     },
 }
 
@@ -185,40 +232,60 @@ impl Ord for Scheduled {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AgentState {
-    Gathering,
-    /// Told to connect; becomes Checking when it reports so.
-    Starting,
-    Checking,
-    Connected,
-    Disconnected,
-    Dead,
-}
-
-#[derive(Debug)]
-struct SimAgent {
-    id: AgentId,
-    local: Credentials,
-    remote: Option<Credentials>,
-    connect_epoch: Option<u64>,
-    candidate_epochs: Vec<u64>,
-    state: AgentState,
+/// The environment's side of the live agent: its data path.
+#[derive(Clone, Copy, Debug, Default)]
+struct Link {
+    /// When it was told to connect.
     started: Duration,
+    /// When a check or keepalive last got through to it.
     last_rx: Duration,
+    /// An agent fault broke it: nothing gets through any more.
     broken: bool,
 }
 
 struct Slot {
     peer: Peer,
-    agent: Option<SimAgent>,
+    agent: ReferenceAgent,
+    link: Link,
     wake: Option<Duration>,
+    /// When the latest connectivity report was scheduled: reports reach the peer in the order
+    /// the agent gave them.
+    report_at: Duration,
 }
 
 struct Node {
     key: PublicKey,
     up: bool,
+    /// Incarnation: bumped at every crash, so that what the dead process had in flight (agent
+    /// reports, ticks, wake-ups) dies with it.
+    gen: u32,
+    /// The epoch floor the current process started with (its first epoch).
+    first_epoch: u64,
     slots: Vec<Option<Slot>>,
+}
+
+/// An agent fault waiting for its phase.
+struct Armed {
+    node: usize,
+    remote: usize,
+    kind: AgentFaultKind,
+    until: Duration,
+}
+
+/// A loss waiting for its report.
+struct Loss {
+    node: usize,
+    remote: usize,
+    skip: u32,
+    until: Duration,
+}
+
+fn slot_in(nodes: &mut [Node], n: usize, r: usize) -> Option<&mut Slot> {
+    let node = nodes.get_mut(n)?;
+    if !node.up {
+        return None;
+    }
+    node.slots.get_mut(r)?.as_mut()
 }
 
 /// One simulation run.
@@ -226,6 +293,9 @@ pub struct World {
     cfg: SimConfig,
     plan: Plan,
     rng: ChaCha8Rng,
+    /// A separate stream for the early stamps of late reports, so that switching them off
+    /// (shrinking) leaves every other random choice as it was.
+    lag_rng: ChaCha8Rng,
     now: Duration,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
@@ -233,6 +303,8 @@ pub struct World {
     history: Vec<(usize, usize, Description)>,
     blocked: BTreeMap<(usize, usize), u32>,
     creds_owner: BTreeMap<Credentials, (usize, u64)>,
+    armed: Vec<Armed>,
+    losses: Vec<Loss>,
     unconverged: BTreeSet<(usize, usize)>,
     restarts_after_heal: BTreeMap<(usize, usize), u32>,
     converged_at: Option<Duration>,
@@ -244,6 +316,7 @@ impl World {
     /// A world for `seed` with the given plan.
     pub fn new(cfg: SimConfig, seed: u64, plan: Plan) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let lag_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a7e_0000_0000_0000);
         let mut keys = BTreeSet::new();
         while keys.len() < cfg.peers {
             let mut k = [0u8; 32];
@@ -261,6 +334,8 @@ impl World {
             .map(|k| Node {
                 key: PublicKey(k),
                 up: true,
+                gen: 0,
+                first_epoch: 0,
                 slots: Vec::new(),
             })
             .collect();
@@ -269,6 +344,7 @@ impl World {
             cfg,
             plan,
             rng,
+            lag_rng,
             now: Duration::ZERO,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -276,6 +352,8 @@ impl World {
             history: Vec::new(),
             blocked: BTreeMap::new(),
             creds_owner: BTreeMap::new(),
+            armed: Vec::new(),
+            losses: Vec::new(),
             unconverged: BTreeSet::new(),
             restarts_after_heal: BTreeMap::new(),
             converged_at: None,
@@ -283,18 +361,18 @@ impl World {
             trace,
         };
         world.outcome.heal = world.plan.heal();
+        if world.plan.lossy_until_ms > 0 {
+            world.outcome.struck.insert(FaultKind::Lossy);
+        }
+        if world.plan.fault_kinds().contains(&FaultKind::None) {
+            world.outcome.struck.insert(FaultKind::None);
+        }
         for e in world.plan.episodes.clone() {
-            let at = Duration::from_millis(match e {
-                Episode::Partition { at_ms, .. }
-                | Episode::Crash { at_ms, .. }
-                | Episode::AgentFault { at_ms, .. }
-                | Episode::Replay { at_ms, .. }
-                | Episode::Restart { at_ms, .. } => at_ms,
-            });
+            let at = Duration::from_millis(e.at_ms());
             world.schedule(at, Ev::Episode(e));
         }
         for n in 0..world.nodes.len() {
-            world.boot(n);
+            world.boot(n, None);
         }
         world
     }
@@ -366,12 +444,43 @@ impl World {
         }
     }
 
-    /// Starts (or restarts after a crash) a node's process: one fresh `Peer` per remote.
-    fn boot(&mut self, n: usize) {
+    fn note(&mut self, what: impl FnOnce() -> String) {
+        if self.trace.is_enabled() {
+            self.trace.push(self.now, TraceKind::Fault { what: what() });
+        }
+    }
+
+    /// Starts (or restarts after a crash) a node's process: one fresh `Peer` and agent slot per
+    /// remote. `floor` is the crash's choice of epoch floor; the first boot, like
+    /// [`CrashFloor::Above`], takes the virtual wall clock in µs + 1.
+    fn boot(&mut self, n: usize, floor: Option<CrashFloor>) {
         let now = self.instant();
-        // Rule EPOCH_ORDER across process restarts: the floor is the (virtual) wall clock in
-        // microseconds, which exceeds every epoch the previous process used.
-        let floor = self.now.as_micros() as u64 + 1;
+        let wall = WALL_CLOCK_START_US + self.now.as_micros() as u64;
+        let old = self.nodes[n].first_epoch;
+        // Rule EPOCH_ORDER asks for a floor above every epoch the key used before; a crash may
+        // choose one that is not (rule EPOCH_CATCH_UP must repair it).
+        // Seed 001's session ids are random: under its policy a new process never repeats or
+        // undercuts an old one, so every floor is a fresh one (as in the model checker).
+        let floor = if self.cfg.core.policy == RestartPolicy::Seed {
+            floor.map(|_| CrashFloor::Above)
+        } else {
+            floor
+        };
+        let epoch_floor = match floor {
+            None | Some(CrashFloor::Above) => wall + 1,
+            Some(CrashFloor::Zero) => 0,
+            Some(CrashFloor::Below { gap }) => old.saturating_sub(gap),
+            Some(CrashFloor::Equal) => old,
+        };
+        if let Some(f) = floor {
+            self.outcome.struck.insert(f.fault_kind());
+            if f != CrashFloor::Above {
+                self.outcome.stats.regressed_floors += 1;
+            }
+        }
+        self.note(|| format!("node {n} starts with epoch floor {epoch_floor} (previous {old})"));
+        self.nodes[n].first_epoch = epoch_floor;
+        let kind = self.plan.agent(n);
         let count = self.nodes.len();
         let local = self.nodes[n].key;
         let mut slots = Vec::with_capacity(count);
@@ -381,12 +490,21 @@ impl World {
                 continue;
             }
             let seed = self.rng.next_u64();
-            let peer = Peer::new(self.cfg.core, local, self.nodes[r].key, floor, seed, now)
-                .expect("node keys are distinct");
+            let peer = Peer::new(
+                self.cfg.core,
+                local,
+                self.nodes[r].key,
+                epoch_floor,
+                seed,
+                now,
+            )
+            .expect("node keys are distinct");
             slots.push(Some(Slot {
                 peer,
-                agent: None,
+                agent: ReferenceAgent::new(kind, GATHERS),
+                link: Link::default(),
                 wake: None,
+                report_at: Duration::ZERO,
             }));
         }
         self.nodes[n].slots = slots;
@@ -412,17 +530,16 @@ impl World {
     }
 
     fn slot_mut(&mut self, n: usize, r: usize) -> Option<&mut Slot> {
-        let node = &mut self.nodes[n];
-        if !node.up {
-            return None;
-        }
-        node.slots.get_mut(r)?.as_mut()
+        slot_in(&mut self.nodes, n, r)
     }
 
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Signal { from, to, d } => self.deliver(from, to, &d),
-            Ev::Wake { node, remote } => {
+            Ev::Wake { node, remote, gen } => {
+                if self.nodes[node].gen != gen {
+                    return; // the process that armed it is gone
+                }
                 let now = self.instant();
                 let at = self.now;
                 let Some(slot) = self.slot_mut(node, remote) else {
@@ -440,14 +557,16 @@ impl World {
             Ev::AgentEvent {
                 node,
                 remote,
+                gen,
                 agent,
                 event,
-            } => self.agent_event(node, remote, agent, event),
+            } => self.agent_event(node, remote, gen, agent, event),
             Ev::Tick {
                 node,
                 remote,
+                gen,
                 agent,
-            } => self.tick(node, remote, agent),
+            } => self.tick(node, remote, gen, agent),
             Ev::Check {
                 from,
                 to,
@@ -457,25 +576,15 @@ impl World {
             } => self.check_arrives(from, to, src, dst, reply),
             Ev::Episode(e) => self.episode(e),
             Ev::PartitionEnd { from, to, one_way } => {
-                self.trace.push(
-                    self.now,
-                    TraceKind::Fault {
-                        what: format!("heal {from}-{to}"),
-                    },
-                );
+                self.note(|| format!("heal {from}-{to}"));
                 self.unblock(from, to);
                 if !one_way {
                     self.unblock(to, from);
                 }
             }
-            Ev::Recover { node } => {
-                self.trace.push(
-                    self.now,
-                    TraceKind::Fault {
-                        what: format!("node {node} restarts"),
-                    },
-                );
-                self.boot(node);
+            Ev::Recover { node, floor } => {
+                self.note(|| format!("node {node} restarts"));
+                self.boot(node, Some(floor));
             }
         }
     }
@@ -507,7 +616,8 @@ impl World {
         } else {
             0
         };
-        let base_us = 2_000 + self.rng.next_u64() % 18_000;
+        let base_us =
+            2_000 + self.rng.next_u64() % (crate::profile::MAX_SIGNALING_DELAY_MS * 1000 - 2_000);
         let extra_us = if jitter > 0 {
             self.rng.next_u64() % (jitter * 1000)
         } else {
@@ -613,19 +723,28 @@ impl World {
     /// Carries out everything a peer wants done, then re-arms its wake-up.
     fn drain(&mut self, n: usize, r: usize) {
         let mut outputs = Vec::new();
+        let now = self.now;
+        let gen = self.nodes[n].gen;
         let Some(slot) = self.slot_mut(n, r) else {
             return;
         };
         while let Some(o) = slot.peer.poll_output() {
             outputs.push(o);
         }
-        let wake = slot.peer.poll_timeout().map(|t| t - base());
+        // After an input stamped a little early (rule LATE_INPUT) a timer may fall between the
+        // peer's latest `now` and the simulator's: it is due now.
+        let wake = slot.peer.poll_timeout().map(|t| (t - base()).max(now));
         let rearm = wake.filter(|&t| slot.wake != Some(t));
         if let Some(t) = rearm {
             slot.wake = Some(t);
-        }
-        if let Some(t) = rearm {
-            self.schedule(t, Ev::Wake { node: n, remote: r });
+            self.schedule(
+                t,
+                Ev::Wake {
+                    node: n,
+                    remote: r,
+                    gen,
+                },
+            );
         }
         for o in outputs {
             match o {
@@ -642,53 +761,71 @@ impl World {
                         },
                     );
                     self.check(invariants::table_edge(from, to));
-                    if to == icepact::ConnectionState::Connected {
-                        if let (Some(a), Some(b)) = (self.slot(n, r), self.slot(r, n)) {
-                            let ok =
-                                invariants::connected_with_current_credentials(&a.peer, &b.peer);
-                            self.check(ok);
-                        }
-                    }
                     self.refresh_pair(n, r);
                 }
-                Output::Event(Event::Restarted { cause, .. }) => {
-                    self.outcome.stats.restarts += 1;
-                    self.trace.push(
-                        self.now,
-                        TraceKind::Restart {
-                            node: n,
-                            remote: r,
-                            cause: format!("{cause:?}"),
-                        },
-                    );
-                    // Rule NO_STORM_AFTER_HEAL: once the last fault is over, what it left
-                    // behind may restart each side of a pair once (a dead agent times out on one
-                    // side, the other follows the new session); any more is a storm.
-                    if self.now >= self.outcome.heal {
-                        let count = self.restarts_after_heal.entry(pair(n, r)).or_default();
-                        *count += 1;
-                        let count = *count;
-                        let ok = invariants::no_restart_storm(u64::from(count), 1);
-                        if ok.is_err() {
-                            self.check(ok.map_err(|mut v| {
-                                v.detail = format!(
-                                    "pair {:?} restarted {count} times after heal (last: node {n}, {cause:?})",
-                                    pair(n, r)
-                                );
-                                v
-                            }));
-                        }
-                    }
-                }
+                Output::Event(Event::Restarted { cause, .. }) => self.restarted(n, r, cause),
                 Output::Event(_) => {}
                 _ => {}
             }
         }
+        // Rule CANDIDATE_BINDING at the agent, once the peer's commands are carried out: every
+        // remote candidate it holds belongs to the session it connects to (and it holds none
+        // before it connects).
+        if let Some(slot) = self.slot(n, r) {
+            let ok = slot.agent.check_binding();
+            self.check(ok);
+        }
     }
 
+    fn restarted(&mut self, n: usize, r: usize, cause: RestartCause) {
+        self.outcome.stats.restarts += 1;
+        match cause {
+            RestartCause::EpochCatchUp { .. } => self.outcome.stats.catch_ups += 1,
+            RestartCause::CheckingTimeout => self.outcome.stats.checking_timeouts += 1,
+            _ => {}
+        }
+        self.trace.push(
+            self.now,
+            TraceKind::Restart {
+                node: n,
+                remote: r,
+                cause: format!("{cause:?}"),
+            },
+        );
+        // Rule NO_STORM_AFTER_HEAL: once the last fault is over, what it left behind may
+        // restart each side of a pair once (a dead agent times out on one side, the other
+        // follows the new session); any more is a storm.
+        if self.now >= self.outcome.heal {
+            let count = self.restarts_after_heal.entry(pair(n, r)).or_default();
+            *count += 1;
+            let count = *count;
+            let ok = invariants::no_restart_storm(u64::from(count), 1);
+            if ok.is_err() {
+                self.check(ok.map_err(|mut v| {
+                    v.detail = format!(
+                        "pair {:?} restarted {count} times after heal (last: node {n}, {cause:?})",
+                        pair(n, r)
+                    );
+                    v
+                }));
+            }
+        }
+    }
+
+    /// A pair is converged when both peers are converged (both Connected or Completed, each
+    /// holding the other's current credentials) and both agents have a working pair: a peer
+    /// that stays Connected over an agent that failed (its report lost) is not.
     fn refresh_pair(&mut self, n: usize, r: usize) {
+        let working = |s: &Slot| {
+            !s.link.broken
+                && s.agent
+                    .live()
+                    .is_some_and(|a| matches!(a.phase, Phase::Connected | Phase::Completed))
+        };
         let ok = match (self.slot(n, r), self.slot(r, n)) {
-            (Some(a), Some(b)) => invariants::converged(&a.peer, &b.peer),
+            (Some(a), Some(b)) => {
+                invariants::converged(&a.peer, &b.peer) && working(a) && working(b)
+            }
             _ => false,
         };
         if ok {
@@ -719,193 +856,284 @@ impl World {
     }
 
     // -------------------------------------------------------------------------------------
-    // The simulated ICE agent
+    // The ICE agent: the reference model, driven by the core's commands and the data plane
 
     fn agent_command(&mut self, n: usize, r: usize, cmd: AgentCommand) {
         let now = self.now;
-        match cmd {
+        let gen = self.nodes[n].gen;
+        let mut created = false;
+        let mut connect = None;
+        match &cmd {
             AgentCommand::Create {
                 agent, credentials, ..
             } => {
-                let live = self.slot(n, r).is_some_and(|s| s.agent.is_some());
-                self.check(invariants::one_agent(live));
                 self.creds_owner.insert(credentials.clone(), (n, agent.0));
-                if let Some(slot) = self.slot_mut(n, r) {
-                    slot.agent = Some(SimAgent {
-                        id: agent,
-                        local: credentials,
-                        remote: None,
-                        connect_epoch: None,
-                        candidate_epochs: Vec::new(),
-                        state: AgentState::Gathering,
-                        started: now,
-                        last_rx: now,
-                        broken: false,
-                    });
-                }
+                created = true;
             }
-            AgentCommand::Gather { agent } => {
-                let host = tagged_candidate(agent.0, n, 1);
-                let mut srflx = tagged_candidate(agent.0, n, 2);
-                srflx.kind = icepact::CandidateKind::ServerReflexive;
-                let t1 = now + Duration::from_millis(5 + self.rng.next_u64() % 20);
-                let t2 = t1 + Duration::from_millis(20 + self.rng.next_u64() % 100);
-                for (at, event) in [
-                    (t1, AgentEvent::LocalCandidate(host)),
-                    (t2, AgentEvent::LocalCandidate(srflx)),
-                    (t2 + Duration::from_millis(1), AgentEvent::GatheringDone),
-                ] {
-                    self.schedule(
-                        at,
-                        Ev::AgentEvent {
-                            node: n,
-                            remote: r,
-                            agent,
-                            event,
-                        },
-                    );
-                }
-            }
-            AgentCommand::AddRemoteCandidate { candidate, .. } => {
-                let epoch = epoch_of(&candidate);
-                if let Some(a) = self.slot_mut(n, r).and_then(|s| s.agent.as_mut()) {
-                    a.candidate_epochs.push(epoch);
-                }
-                self.check_binding(n, r);
-            }
-            AgentCommand::Connect { agent, remote } => {
-                let epoch = self.creds_owner.get(&remote).map(|&(_, e)| e);
-                if let Some(a) = self.slot_mut(n, r).and_then(|s| s.agent.as_mut()) {
-                    a.remote = Some(remote);
-                    a.connect_epoch = epoch;
-                    a.state = AgentState::Starting;
-                }
-                self.check_binding(n, r);
-                let at = now + Duration::from_millis(1);
-                self.schedule(
-                    at,
-                    Ev::AgentEvent {
-                        node: n,
-                        remote: r,
-                        agent,
-                        event: AgentEvent::Checking,
-                    },
-                );
-                self.schedule(
-                    at,
-                    Ev::Tick {
-                        node: n,
-                        remote: r,
-                        agent,
-                    },
-                );
-            }
-            AgentCommand::EndOfRemoteCandidates { .. } => {}
-            AgentCommand::Close { agent } => {
-                if let Some(slot) = self.slot_mut(n, r) {
-                    if slot.agent.as_ref().is_some_and(|a| a.id == agent) {
-                        slot.agent = None;
+            AgentCommand::Connect { agent, .. } => connect = Some(*agent),
+            _ => {}
+        }
+        let binding = matches!(
+            cmd,
+            AgentCommand::AddRemoteCandidate { .. } | AgentCommand::Connect { .. }
+        );
+        let owner = &self.creds_owner;
+        let Some(slot) = slot_in(&mut self.nodes, n, r) else {
+            return;
+        };
+        let result = slot
+            .agent
+            .handle_command(cmd, |c| owner.get(c).map(|&(_, epoch)| epoch));
+        if created {
+            slot.link = Link {
+                started: now,
+                last_rx: now,
+                broken: false,
+            };
+            let kind = slot.agent.kind();
+            let i = AgentKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
+            self.outcome.stats.agents[i] += 1;
+        }
+        let connected = connect.filter(|_| result.is_ok());
+        if connected.is_some() {
+            slot.link.started = now;
+            slot.link.last_rx = now;
+        }
+        // Checked at every candidate once the agent connects, as the commands arrive.
+        let bound = (binding && slot.agent.live().is_some_and(|a| a.remote.is_some()))
+            .then(|| slot.agent.check_binding());
+        if let Err(breach) = result {
+            self.violate(contract_violation(breach));
+        }
+        if let Some(ok) = bound {
+            self.check(ok);
+        }
+        if let Some(agent) = connected {
+            self.schedule(
+                now + Duration::from_millis(1),
+                Ev::Tick {
+                    node: n,
+                    remote: r,
+                    gen,
+                    agent,
+                },
+            );
+        }
+        self.pump(n, r);
+    }
+
+    /// Strikes armed agent faults whose phase has come, then hands every report the agent
+    /// queued to the event queue: local candidates and end of gathering with gathering delays,
+    /// connectivity reports a millisecond later and in order. A loss waiting for a report of
+    /// the live agent takes it here.
+    fn pump(&mut self, n: usize, r: usize) {
+        self.strike(n, r);
+        // The agent's phase may have changed (a pair found or lost, a fault): so may the pair's
+        // convergence, even if no report of it ever reaches the peer.
+        self.refresh_pair(n, r);
+        let now = self.now;
+        let gen = self.nodes[n].gen;
+        if !self.losses.is_empty() {
+            self.losses.retain(|l| now <= l.until);
+        }
+        let mut gathered: Option<Duration> = None;
+        loop {
+            let Some(slot) = slot_in(&mut self.nodes, n, r) else {
+                return;
+            };
+            let Some((agent, event)) = slot.agent.peek_event().cloned() else {
+                return;
+            };
+            let of_live = slot.agent.live().is_some_and(|a| a.id == agent);
+            let report = !matches!(
+                event,
+                AgentEvent::LocalCandidate(_) | AgentEvent::GatheringDone
+            );
+            if report && of_live {
+                if let Some(loss) = self
+                    .losses
+                    .iter_mut()
+                    .find(|l| l.node == n && l.remote == r)
+                {
+                    if loss.skip > 0 {
+                        loss.skip -= 1;
+                    } else {
+                        self.losses.retain(|l| !(l.node == n && l.remote == r));
+                        // The front report is not a local candidate, so it is the one lost.
+                        let lost = slot.agent.lose_event();
+                        self.outcome.stats.lost_events += 1;
+                        self.outcome.struck.insert(FaultKind::LostEvent);
+                        self.note(|| format!("node {n} to {r}: agent report {lost:?} lost"));
+                        continue;
                     }
                 }
             }
-            _ => {}
+            slot.agent.poll_event();
+            let at = match event {
+                AgentEvent::LocalCandidate(_) => {
+                    let t = match gathered {
+                        None => now + Duration::from_millis(5 + self.rng.next_u64() % 20),
+                        Some(t) => t + Duration::from_millis(20 + self.rng.next_u64() % 100),
+                    };
+                    gathered = Some(t);
+                    t
+                }
+                AgentEvent::GatheringDone => gathered.unwrap_or(now) + Duration::from_millis(1),
+                _ => {
+                    let t = (now + REPORT_DELAY).max(slot.report_at);
+                    slot.report_at = t;
+                    t
+                }
+            };
+            self.schedule(
+                at,
+                Ev::AgentEvent {
+                    node: n,
+                    remote: r,
+                    gen,
+                    agent,
+                    event,
+                },
+            );
         }
     }
 
-    fn check_binding(&mut self, n: usize, r: usize) {
-        let Some(a) = self.slot(n, r).and_then(|s| s.agent.as_ref()) else {
-            return;
-        };
-        if a.remote.is_none() {
+    /// The first armed fault of this agent whose phase has come strikes: the agent breaks and
+    /// reports what the fault says.
+    fn strike(&mut self, n: usize, r: usize) {
+        if self.armed.is_empty() {
             return;
         }
-        let result = invariants::candidate_binding(a.connect_epoch, a.candidate_epochs.clone());
-        self.check(result);
+        let now = self.now;
+        self.armed.retain(|a| now <= a.until);
+        let Some(slot) = slot_in(&mut self.nodes, n, r) else {
+            return;
+        };
+        let Some(phase) = slot.agent.live().map(|a| a.phase) else {
+            return;
+        };
+        let connected = matches!(phase, Phase::Connected | Phase::Completed);
+        let Some(i) = self.armed.iter().position(|a| {
+            a.node == n
+                && a.remote == r
+                && match a.kind {
+                    AgentFaultKind::FailChecking => phase == Phase::Checking,
+                    AgentFaultKind::Disconnect | AgentFaultKind::FailConnected => connected,
+                }
+        }) else {
+            return;
+        };
+        let kind = self.armed.remove(i).kind;
+        slot.link.broken = true;
+        match kind {
+            AgentFaultKind::FailChecking | AgentFaultKind::FailConnected => slot.agent.give_up(),
+            AgentFaultKind::Disconnect => slot.agent.pair_lost(),
+        }
+        self.outcome.stats.agent_faults += 1;
+        self.outcome.struck.insert(kind.fault_kind());
+        self.note(|| format!("agent fault {kind:?} strikes node {n} to {r} in {phase:?}"));
     }
 
-    fn agent_event(&mut self, n: usize, r: usize, agent: AgentId, event: AgentEvent) {
-        let now = self.instant();
-        let at = self.now;
-        let Some(slot) = self.slot_mut(n, r) else {
+    /// A report reaches the peer, stamped up to `late_ms` before the current instant when the
+    /// plan says so (rule LATE_INPUT: it must be accepted). Reports of an agent the peer has
+    /// closed still reach it (the real race); the peer must ignore them.
+    fn agent_event(&mut self, n: usize, r: usize, gen: u32, agent: AgentId, event: AgentEvent) {
+        if self.nodes[n].gen != gen {
+            return; // the process crashed, and its agent with it
+        }
+        let late_ms = self.plan.profile.late_ms;
+        let Some(slot) = slot_in(&mut self.nodes, n, r) else {
             return;
         };
-        if event == AgentEvent::Checking {
-            if let Some(a) = slot.agent.as_mut().filter(|a| a.id == agent) {
-                a.state = AgentState::Checking;
-                a.started = at;
-            }
+        let lag = if late_ms > 0 {
+            Duration::from_micros(self.lag_rng.next_u64() % (late_ms * 1000 + 1))
+        } else {
+            Duration::ZERO
+        };
+        let stamp = base() + self.now.saturating_sub(lag);
+        let result = slot.peer.handle_agent_event(stamp, agent, event.clone());
+        if !lag.is_zero() {
+            self.outcome.stats.late_reports += 1;
+            self.outcome.struck.insert(FaultKind::LateEvents);
         }
-        // Events of an agent the peer has closed still reach it (the real race); the peer
-        // must ignore them.
-        match slot.peer.handle_agent_event(now, agent, event.clone()) {
-            Ok(_) => {}
-            Err(e) => {
-                let v = Violation {
-                    invariant: Invariant::TableEdgesOnly,
-                    detail: format!("agent event {event:?} rejected: {e}"),
-                };
-                self.violate(v);
-            }
+        if self.trace.is_enabled() {
+            let disposition = match &result {
+                Ok(Disposition::Applied) => "applied".to_string(),
+                Ok(Disposition::Ignored(reason)) => format!("{reason:?}"),
+                Err(e) => format!("error: {e}"),
+            };
+            self.trace.push(
+                self.now,
+                TraceKind::Agent {
+                    node: n,
+                    remote: r,
+                    agent: agent.0,
+                    event: event_name(&event),
+                    early_us: lag.as_micros() as u64,
+                    disposition,
+                },
+            );
+        }
+        if let Err(e) = result {
+            // Rule AGENT_REPORTS: every report of a correct agent has an outcome.
+            self.violate(Violation {
+                invariant: Invariant::TableEdgesOnly,
+                detail: format!("agent event {event:?} rejected: {e}"),
+            });
         }
         self.drain(n, r);
     }
 
-    fn tick(&mut self, n: usize, r: usize, agent: AgentId) {
+    /// The data plane's clock for one agent: connectivity checks while checking, keepalives
+    /// once connected, and the agent's timeouts (pair lost after 5 s of silence, given up after
+    /// 30 s of checking or silence).
+    fn tick(&mut self, n: usize, r: usize, gen: u32, agent: AgentId) {
+        if self.nodes[n].gen != gen {
+            return;
+        }
         let now = self.now;
-        let Some(a) = self
-            .slot_mut(n, r)
-            .and_then(|s| s.agent.as_mut())
-            .filter(|a| a.id == agent)
-        else {
+        let Some(slot) = slot_in(&mut self.nodes, n, r) else {
             return;
         };
-        if a.broken || a.state == AgentState::Dead {
+        let Some(a) = slot.agent.live().filter(|a| a.id == agent) else {
             return;
-        }
-        let mut report = None;
-        let next;
-        match a.state {
-            AgentState::Checking => {
-                if now - a.started > FAILED_AFTER {
-                    a.state = AgentState::Dead;
-                    report = Some(AgentEvent::Failed);
+        };
+        let (phase, local, remote) = (a.phase, a.local.clone(), a.remote.clone());
+        let next = match phase {
+            Phase::Checking => {
+                if now - slot.link.started > FAILED_AFTER {
+                    slot.agent.give_up();
                 }
-                next = CHECK_INTERVAL;
+                CHECK_INTERVAL
             }
-            AgentState::Connected | AgentState::Disconnected => {
-                let silent = now - a.last_rx;
+            Phase::Connected | Phase::Completed | Phase::Disconnected => {
+                let silent = now - slot.link.last_rx;
                 if silent > FAILED_AFTER {
-                    a.state = AgentState::Dead;
-                    report = Some(AgentEvent::Failed);
-                } else if silent > DISCONNECTED_AFTER && a.state == AgentState::Connected {
-                    a.state = AgentState::Disconnected;
-                    report = Some(AgentEvent::Disconnected);
+                    slot.agent.give_up();
+                } else if silent > DISCONNECTED_AFTER && phase != Phase::Disconnected {
+                    slot.agent.pair_lost();
                 }
-                next = KEEPALIVE_INTERVAL;
+                KEEPALIVE_INTERVAL
             }
-            AgentState::Gathering | AgentState::Starting | AgentState::Dead => return,
-        }
-        let probe = match (&a.remote, a.state) {
-            (
-                Some(remote),
-                AgentState::Checking | AgentState::Connected | AgentState::Disconnected,
-            ) => Some((a.local.clone(), remote.clone())),
-            _ => None,
+            Phase::New | Phase::Failed => return,
         };
-        if let Some((src, dst)) = probe {
-            self.send_check(n, r, src, dst, false);
+        let alive = slot.agent.live().is_some_and(|a| a.phase != Phase::Failed);
+        let probe = remote.filter(|_| alive && !slot.link.broken);
+        if let Some(dst) = probe {
+            self.send_check(n, r, local, dst, false);
+        }
+        if alive {
             self.schedule(
                 now + next,
                 Ev::Tick {
                     node: n,
                     remote: r,
+                    gen,
                     agent,
                 },
             );
         }
-        if let Some(event) = report {
-            self.agent_event(n, r, agent, event);
-        }
+        self.pump(n, r);
     }
 
     fn send_check(
@@ -934,7 +1162,8 @@ impl World {
 
     /// A connectivity check (or its answer) arrives: it succeeds only if the receiving agent's
     /// local credentials are the ones the check was made with, and it was told to connect with
-    /// the sender's current credentials.
+    /// the sender's current credentials. A success makes a checking or disconnected agent find
+    /// its pair.
     fn check_arrives(
         &mut self,
         from: usize,
@@ -944,43 +1173,50 @@ impl World {
         reply: bool,
     ) {
         let now = self.now;
-        // A packet from an agent that was closed while it was in flight is discarded: a real
-        // agent's late STUN response would make the receiver Connected on a dead session for
-        // a moment, a data-plane race that consent checks repair and that the signaling
-        // protocol cannot prevent (see docs/SIMULATOR.md).
-        let sender_alive = self
-            .slot(from, to)
-            .and_then(|s| s.agent.as_ref())
-            .is_some_and(|a| a.local == src && !a.broken);
+        // A packet from an agent that was closed (or broke, or gave up) while it was in flight
+        // is discarded: a real agent's late STUN response would make the receiver Connected on
+        // a dead session for a moment, a data-plane race that consent checks repair and that
+        // the signaling protocol cannot prevent (see docs/SIMULATOR.md).
+        let sender_alive = self.slot(from, to).is_some_and(|s| {
+            !s.link.broken
+                && s.agent
+                    .live()
+                    .is_some_and(|a| a.local == src && a.phase != Phase::Failed)
+        });
         if !sender_alive {
             return;
         }
-        let Some(a) = self.slot_mut(to, from).and_then(|s| s.agent.as_mut()) else {
+        let Some(slot) = self.slot_mut(to, from) else {
             return;
         };
-        if a.broken
-            || a.state == AgentState::Dead
+        let Some(a) = slot.agent.live() else {
+            return;
+        };
+        if slot.link.broken
+            || matches!(a.phase, Phase::New | Phase::Failed)
             || a.local != dst
             || a.remote.as_ref() != Some(&src)
         {
             return;
         }
-        a.last_rx = now;
-        let id = a.id;
-        let event = match a.state {
-            AgentState::Checking | AgentState::Disconnected => {
-                a.state = AgentState::Connected;
-                Some(AgentEvent::Connected)
+        let (phase, local) = (a.phase, a.local.clone());
+        slot.link.last_rx = now;
+        if matches!(phase, Phase::Checking | Phase::Disconnected) {
+            slot.agent.pair_found();
+            // Invariant ConnectedWithCurrentCredentials, when the agent connects: both peers
+            // hold each other's current credentials. Its report reaches the peer a moment
+            // later, and the remote may restart in between (or a quirk may step back from
+            // Completed to Connected long after): a race no signaling can prevent, so the
+            // check is made here, where the connection is made.
+            if let (Some(a), Some(b)) = (self.slot(to, from), self.slot(from, to)) {
+                let ok = invariants::connected_with_current_credentials(&a.peer, &b.peer);
+                self.check(ok);
             }
-            _ => None,
-        };
-        let answer = (!reply).then(|| (a.local.clone(), src.clone()));
-        if let Some((s, d)) = answer {
-            self.send_check(to, from, s, d, true);
         }
-        if let Some(event) = event {
-            self.agent_event(to, from, id, event);
+        if !reply {
+            self.send_check(to, from, local, src, true);
         }
+        self.pump(to, from);
     }
 
     // -------------------------------------------------------------------------------------
@@ -1002,6 +1238,7 @@ impl World {
                 ..
             } => {
                 self.outcome.stats.partitions += 1;
+                self.outcome.struck.insert(FaultKind::Partition);
                 *self.blocked.entry((from, to)).or_default() += 1;
                 if !one_way {
                     *self.blocked.entry((to, from)).or_default() += 1;
@@ -1009,12 +1246,18 @@ impl World {
                 let at = self.now + Duration::from_millis(for_ms);
                 self.schedule(at, Ev::PartitionEnd { from, to, one_way });
             }
-            Episode::Crash { node, down_ms, .. } => {
+            Episode::Crash {
+                node,
+                down_ms,
+                floor,
+                ..
+            } => {
                 if !self.nodes[node].up {
                     return;
                 }
                 self.outcome.stats.crashes += 1;
                 self.nodes[node].up = false;
+                self.nodes[node].gen += 1;
                 self.nodes[node].slots.clear();
                 for r in 0..self.nodes.len() {
                     if r != node {
@@ -1022,26 +1265,46 @@ impl World {
                     }
                 }
                 let at = self.now + Duration::from_millis(down_ms);
-                self.schedule(at, Ev::Recover { node });
+                self.schedule(at, Ev::Recover { node, floor });
             }
-            Episode::AgentFault { node, remote, .. } => {
-                let Some(a) = self.slot_mut(node, remote).and_then(|s| s.agent.as_mut()) else {
+            Episode::AgentFault {
+                node,
+                remote,
+                kind,
+                within_ms,
+                ..
+            } => {
+                self.armed.push(Armed {
+                    node,
+                    remote,
+                    kind,
+                    until: self.now + Duration::from_millis(within_ms),
+                });
+                self.pump(node, remote);
+            }
+            Episode::LoseEvent {
+                node,
+                remote,
+                skip,
+                within_ms,
+                ..
+            } => {
+                self.losses.push(Loss {
+                    node,
+                    remote,
+                    skip,
+                    until: self.now + Duration::from_millis(within_ms),
+                });
+            }
+            Episode::Quirk { node, remote, .. } => {
+                let Some(slot) = self.slot_mut(node, remote) else {
                     return;
                 };
-                let event = match a.state {
-                    AgentState::Checking => AgentEvent::Failed,
-                    AgentState::Connected => AgentEvent::Disconnected,
-                    _ => return,
-                };
-                a.broken = true;
-                if event == AgentEvent::Failed {
-                    a.state = AgentState::Dead;
-                } else {
-                    a.state = AgentState::Disconnected;
+                if slot.agent.quirk() {
+                    self.outcome.stats.quirks += 1;
+                    self.outcome.struck.insert(FaultKind::Quirk);
                 }
-                let id = a.id;
-                self.outcome.stats.agent_faults += 1;
-                self.agent_event(node, remote, id, event);
+                self.pump(node, remote);
             }
             Episode::Replay { count, .. } => {
                 for _ in 0..count {
@@ -1051,6 +1314,7 @@ impl World {
                     let i = (self.rng.next_u64() % self.history.len() as u64) as usize;
                     let (from, to, d) = self.history[i].clone();
                     self.outcome.stats.replayed += 1;
+                    self.outcome.struck.insert(FaultKind::Replay);
                     let at = self.now + self.delay();
                     self.schedule(
                         at,
@@ -1069,6 +1333,7 @@ impl World {
                 };
                 if slot.peer.restart(now).is_ok() {
                     self.outcome.stats.restart_requests += 1;
+                    self.outcome.struck.insert(FaultKind::RestartRequest);
                 }
                 self.drain(node, remote);
             }
@@ -1080,14 +1345,30 @@ fn pair(a: usize, b: usize) -> (usize, usize) {
     (a.min(b), a.max(b))
 }
 
-/// A candidate that names the session (epoch) it was gathered in, so the simulator can check
-/// candidate/session binding at the agent.
-fn tagged_candidate(epoch: u64, node: usize, n: u16) -> Candidate {
-    let ip = Ipv4Addr::new(10, (node >> 8) as u8, node as u8, 1);
-    invariants::tag_session(Candidate::host(SocketAddr::from((ip, 40_000 + n))), epoch)
+/// A command of the core that breaks the agent contract, as the invariant it breaks.
+fn contract_violation(breach: ContractBreach) -> Violation {
+    let invariant = match breach {
+        // NO_AGENT_AFTER_CLOSE and the Close-before-Create order.
+        ContractBreach::TwoLiveAgents { .. } | ContractBreach::NotLive(_) => Invariant::OneAgent,
+        // CONNECT_GUARD and CANDIDATE_BINDING.
+        ContractBreach::ConnectTwice
+        | ContractBreach::ConnectWithoutCandidates
+        | ContractBreach::EndOfCandidates => Invariant::CandidateBinding,
+        _ => Invariant::TableEdgesOnly,
+    };
+    Violation {
+        invariant,
+        detail: format!("agent contract: {breach}"),
+    }
 }
 
-fn epoch_of(c: &Candidate) -> u64 {
-    // An untagged candidate names no session, so it can match no agent's connect epoch.
-    invariants::tagged_session(c).unwrap_or(u64::MAX)
+/// A short name of an agent report for traces (a candidate by the session it is tagged with).
+fn event_name(event: &AgentEvent) -> String {
+    match event {
+        AgentEvent::LocalCandidate(c) => match invariants::tagged_session(c) {
+            Some(e) => format!("LocalCandidate(e{e})"),
+            None => "LocalCandidate".into(),
+        },
+        other => format!("{other:?}"),
+    }
 }

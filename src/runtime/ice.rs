@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use is::stun::{StunMessage, StunPacket};
 use is::{IceAgent, IceAgentEvent, IceConnectionState, IceCreds, Protocol};
@@ -27,10 +27,6 @@ pub const DATA_TAG: u8 = 0xff;
 const MAX_EARLY: usize = 32;
 /// Largest UDP datagram read.
 const RECV_BUF: usize = 2048;
-
-/// How long an agent may check without connecting before it reports Failed (pion's
-/// `disconnected_timeout + failed_timeout`).
-const CHECKING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A datagram received on an agent's socket, routed to the driver.
 #[derive(Debug)]
@@ -60,8 +56,6 @@ pub(crate) struct IceSession {
     local: SocketAddr,
     reader: JoinHandle<()>,
     started: bool,
-    /// When checking gives up if no pair connected (set at `Connect`).
-    checking_deadline: Option<Instant>,
     reported: Reported,
     nominated: Option<SocketAddr>,
     /// Remote addresses that passed a STUN integrity check in this session.
@@ -105,7 +99,6 @@ impl IceSession {
             local,
             reader,
             started: false,
-            checking_deadline: None,
             reported: Reported::Nothing,
             nominated: None,
             verified: BTreeSet::new(),
@@ -174,7 +167,6 @@ impl IceSession {
             pass: remote.pwd.clone(),
         });
         self.started = true;
-        self.checking_deadline = Some(now + CHECKING_TIMEOUT);
         self.agent.handle_timeout(now);
         self.flush();
         // Checks that arrived before we knew the remote credentials: a nomination among them
@@ -190,16 +182,7 @@ impl IceSession {
         if !self.started {
             return None;
         }
-        let checking = self.checking_deadline.filter(|_| self.still_checking());
-        [self.agent.poll_timeout(), checking]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// Not connected yet, and not given up.
-    fn still_checking(&self) -> bool {
-        matches!(self.reported, Reported::Nothing | Reported::Checking)
+        self.agent.poll_timeout()
     }
 
     /// Advances the agent's timers.
@@ -207,18 +190,10 @@ impl IceSession {
         if !self.started {
             return;
         }
+        // The agent has no Failed state and, with no usable pair, checks forever: the core's
+        // CHECKING_TIMEOUT (`Config::checking_timeout`, 30 s) restarts the session then.
         self.agent.handle_timeout(now);
         self.flush();
-        // The agent has no Failed state and, with no usable pair, would check forever: give up
-        // after pion's initial checking timeout (disconnected 5 s + failed 25 s), so the core
-        // restarts the session (Checking -> Failed -> Closed -> Idle).
-        if self.still_checking() && self.checking_deadline.is_some_and(|d| now >= d) {
-            if self.reported == Reported::Nothing {
-                self.events.push_back(AgentEvent::Checking);
-            }
-            self.events.push_back(AgentEvent::Failed);
-            self.reported = Reported::Failed;
-        }
     }
 
     /// A datagram from the socket: STUN goes to the agent; an application datagram from a
@@ -293,9 +268,25 @@ impl IceSession {
         }
     }
 
-    /// Maps the agent's state to the core's edges. The agent has no Failed state and may move
-    /// Connected → Checking or Completed → Connected, which the core has no edge for: those are
-    /// not reported; Checking → Disconnected (nothing left to try) is reported as Failed.
+    /// Rule REPORT_POLL: reports the state last reported once more (the core ignores a repeat;
+    /// it repairs a report the core never got).
+    pub fn report_again(&mut self) {
+        let event = match self.reported {
+            Reported::Nothing => return,
+            Reported::Checking => AgentEvent::Checking,
+            Reported::Connected => AgentEvent::Connected,
+            Reported::Completed => AgentEvent::Completed,
+            Reported::Disconnected => AgentEvent::Disconnected,
+            Reported::Failed => AgentEvent::Failed,
+        };
+        self.events.push_back(event);
+    }
+
+    /// Maps the agent's state to the core's reports, once per change. The agent has no Failed
+    /// state: Checking → Disconnected (nothing left to try) is reported as Failed. Its
+    /// Connected → Checking and Completed → Connected steps while it checks new pairs are not
+    /// reported (the core would ignore or follow them, rule AGENT_REPORTS; they change nothing
+    /// the embedding needs).
     fn report(&mut self, state: IceConnectionState) {
         use Reported as R;
         let push = |events: &mut VecDeque<AgentEvent>, e, r| {
@@ -361,56 +352,5 @@ async fn read_loop(
         if inbound.send(received).await.is_err() {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn checking_without_a_pair_fails_after_the_timeout() {
-        let creds = Credentials {
-            ufrag: "localufraglocal".into(),
-            pwd: "localpasswordlocalpasswordlocal1".into(),
-        };
-        let remote = Credentials {
-            ufrag: "remoteufragremo".into(),
-            pwd: "remotepasswordremotepassword1234".into(),
-        };
-        let (tx, _rx) = mpsc::channel(4);
-        let ip = IpAddr::from([127, 0, 0, 1]);
-        let mut s = IceSession::new(
-            AgentId(1),
-            PublicKey([9; 32]),
-            &creds,
-            Role::Controlling,
-            ip,
-            tx,
-        )
-        .expect("a loopback socket binds");
-        let start = Instant::now();
-        s.connect(start, &remote);
-        let deadline = s.poll_timeout().expect("a checking agent has a timer");
-        assert!(deadline <= start + CHECKING_TIMEOUT);
-        s.handle_timeout(start + CHECKING_TIMEOUT - Duration::from_millis(1));
-        assert!(!s.events.contains(&AgentEvent::Failed));
-        s.handle_timeout(start + CHECKING_TIMEOUT);
-        assert_eq!(s.events.back(), Some(&AgentEvent::Failed));
-        // Reported once; the timer is gone.
-        let failed = s
-            .events
-            .iter()
-            .filter(|e| **e == AgentEvent::Failed)
-            .count();
-        assert_eq!(failed, 1);
-        s.handle_timeout(start + 2 * CHECKING_TIMEOUT);
-        assert_eq!(
-            s.events
-                .iter()
-                .filter(|e| **e == AgentEvent::Failed)
-                .count(),
-            1
-        );
     }
 }

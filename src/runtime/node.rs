@@ -666,6 +666,7 @@ impl Slot {
             }
             AgentCommand::Connect { agent, remote } if agent == ice.id => ice.connect(now, &remote),
             AgentCommand::EndOfRemoteCandidates { .. } => {}
+            AgentCommand::ReportState { agent } if agent == ice.id => ice.report_again(),
             AgentCommand::Close { agent } if agent == ice.id => self.ice = None,
             other => debug!(?other, "command for another agent"),
         }

@@ -7,7 +7,7 @@ use super::pb::{self, IpText, Reader, Value};
 use super::proto;
 use super::Limits;
 use crate::{
-    Candidate, CandidateKind, Credentials, Description, PublicKey, SessionRef, Transport,
+    Candidate, CandidateKind, Credentials, Description, PublicKey, Seen, SessionRef, Transport,
     MAX_CREDENTIAL_LEN,
 };
 
@@ -81,6 +81,9 @@ impl Body {
         let creds = m.credentials.ok_or(BodyError::MissingCredentials)?;
         check_credential("ufrag", &creds.ufrag)?;
         check_credential("pwd", &creds.pwd)?;
+        if let Some(seen) = &m.seen {
+            check_credential("seen ufrag", &seen.ufrag)?;
+        }
         let candidates = m
             .candidates
             .into_iter()
@@ -120,6 +123,13 @@ impl Body {
                 },
                 candidates,
                 end_of_candidates: m.end_of_candidates,
+                seen: m.seen.map(|s| Seen {
+                    session: SessionRef {
+                        epoch: s.epoch,
+                        version: s.version,
+                    },
+                    ufrag: s.ufrag,
+                }),
             },
         })
     }
@@ -140,6 +150,9 @@ pub(crate) fn body_proto(
     }
     check_credential("ufrag", &d.credentials.ufrag)?;
     check_credential("pwd", &d.credentials.pwd)?;
+    if let Some(seen) = &d.seen {
+        check_credential("seen ufrag", &seen.ufrag)?;
+    }
     let candidates = d
         .candidates
         .iter()
@@ -164,6 +177,11 @@ pub(crate) fn body_proto(
         }),
         candidates,
         end_of_candidates: d.end_of_candidates,
+        seen: d.seen.as_ref().map(|s| proto::Seen {
+            epoch: s.session.epoch,
+            version: s.session.version,
+            ufrag: s.ufrag.clone(),
+        }),
     })
 }
 
@@ -323,6 +341,9 @@ pub(crate) fn write_body(
     }
     check_credential("ufrag", &d.credentials.ufrag)?;
     check_credential("pwd", &d.credentials.pwd)?;
+    if let Some(seen) = &d.seen {
+        check_credential("seen ufrag", &seen.ufrag)?;
+    }
     pb::put_bytes(out, 1, &sender.0);
     pb::put_bytes(out, 2, &recipient.0);
     pb::put_uint(out, 3, d.session.epoch);
@@ -344,6 +365,16 @@ pub(crate) fn write_body(
         write_candidate(out, c).map_err(|error| BodyError::Candidate { index, error })?;
     }
     pb::put_uint(out, 8, d.end_of_candidates.into());
+    if let Some(seen) = &d.seen {
+        let ufrag = seen.ufrag.as_bytes();
+        let len = pb::uint_len(seen.session.epoch)
+            + pb::uint_len(seen.session.version.into())
+            + pb::bytes_len(ufrag.len());
+        pb::put_header(out, 9, len);
+        pb::put_uint(out, 1, seen.session.epoch);
+        pb::put_uint(out, 2, seen.session.version.into());
+        pb::put_bytes(out, 3, ufrag);
+    }
     Ok(())
 }
 
@@ -397,6 +428,7 @@ fn read_body(bytes: &[u8], limits: &Limits) -> Result<Body, BodyError> {
     let mut credentials = None;
     let mut candidates = Vec::with_capacity(limits.max_candidates.min(8));
     let mut end_of_candidates = false;
+    let mut seen = None;
     while let Some((field, value)) = r.next_field()? {
         match (field, value) {
             (1, Value::Bytes(b)) => sender = b,
@@ -426,7 +458,8 @@ fn read_body(bytes: &[u8], limits: &Limits) -> Result<Body, BodyError> {
                 candidates.push(c);
             }
             (8, Value::Varint(v)) => end_of_candidates = v != 0,
-            (1..=8, _) => return Err(BodyError::Framing),
+            (9, Value::Bytes(b)) if seen.is_none() => seen = Some(read_seen(b)?),
+            (1..=9, _) => return Err(BodyError::Framing),
             _ => {}
         }
     }
@@ -449,7 +482,31 @@ fn read_body(bytes: &[u8], limits: &Limits) -> Result<Body, BodyError> {
             credentials,
             candidates,
             end_of_candidates,
+            seen,
         },
+    })
+}
+
+fn read_seen(bytes: &[u8]) -> Result<Seen, BodyError> {
+    let mut r = Reader::new(bytes);
+    let mut session = SessionRef {
+        epoch: 0,
+        version: 0,
+    };
+    let mut ufrag = "";
+    while let Some((field, value)) = r.next_field()? {
+        match (field, value) {
+            (1, Value::Varint(v)) => session.epoch = v,
+            (2, Value::Varint(v)) => session.version = v as u32,
+            (3, Value::Bytes(b)) => ufrag = utf8(b)?,
+            (1..=3, _) => return Err(BodyError::Framing),
+            _ => {}
+        }
+    }
+    check_credential("seen ufrag", ufrag)?;
+    Ok(Seen {
+        session,
+        ufrag: ufrag.to_owned(),
     })
 }
 

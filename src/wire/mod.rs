@@ -20,6 +20,7 @@
 //!     credentials: Credentials { ufrag: "ufrag".into(), pwd: "a-password-of-22-chars".into() },
 //!     candidates: vec![],
 //!     end_of_candidates: false,
+//!     seen: None,
 //! };
 //! // Use `seal` with a cryptographic RNG in real code; the nonce must never repeat.
 //! let envelope = a_to_b.seal_with_nonce(&d, Nonce([9; 24]))?;

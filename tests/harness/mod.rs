@@ -1,9 +1,10 @@
 //! A two-peer, in-memory test harness (in the spirit of quinn-proto's `Pair`): two real `Peer`s,
-//! a fake ICE agent each, a message queue per direction with fault hooks, and a clock that
-//! jumps to the next `poll_timeout` when nothing else is pending.
+//! the core's reference ICE agent each (`icepact::reference_agent`, the same model the model
+//! checker and the simulator use), a message queue per direction with fault hooks, and a clock
+//! that jumps to the next `poll_timeout` when nothing else is pending.
 //!
-//! The fake agent connects only when both agents were told to connect with each other's
-//! *current* local credentials and hold at least one remote candidate of that session.
+//! The agents find each other only when both were told to connect with each other's *current*
+//! local credentials (and so hold at least one remote candidate of that session).
 
 #![allow(dead_code)]
 
@@ -12,9 +13,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use icepact::invariants;
+use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
-    AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Credentials,
-    Description, Event, Output, Peer, PublicKey, SessionRef,
+    AgentCommand, AgentId, Candidate, Config, ConnectionState, Credentials, Description, Event,
+    Output, Peer, PublicKey, SessionRef,
 };
 
 pub const A_KEY: PublicKey = PublicKey([1; 32]);
@@ -27,51 +29,46 @@ pub fn base() -> Instant {
     *BASE.get_or_init(Instant::now)
 }
 
-/// The fake agent of one peer.
-#[derive(Clone, Debug, Default)]
-pub struct FakeAgent {
-    pub id: Option<AgentId>,
-    pub local: Option<Credentials>,
-    pub remote: Option<Credentials>,
-    pub remote_candidates: Vec<Candidate>,
-    pub connecting: bool,
-    pub connected: bool,
-    pub end_of_remote_candidates: bool,
-    /// `Connect` was carried out on this agent (never reset, unlike `connecting`).
-    pub connect_told: bool,
-    pub created: u32,
-    pub closed: u32,
-}
-
 /// One peer with its agent, its inbox and what it did.
 #[derive(Debug)]
 pub struct Node {
     pub peer: Peer,
-    pub agent: FakeAgent,
+    pub agent: ReferenceAgent,
     pub inbox: VecDeque<Description>,
-    pub events: VecDeque<(AgentId, AgentEvent)>,
     pub transitions: Vec<(ConnectionState, ConnectionState)>,
     pub sent: Vec<Description>,
     pub restarts: Vec<icepact::RestartCause>,
 }
 
 impl Node {
-    pub fn new(peer: Peer) -> Node {
+    pub fn new(peer: Peer, kind: AgentKind) -> Node {
         Node {
             peer,
-            agent: FakeAgent::default(),
+            agent: ReferenceAgent::new(kind, 2),
             inbox: VecDeque::new(),
-            events: VecDeque::new(),
             transitions: Vec::new(),
             sent: Vec::new(),
             restarts: Vec::new(),
         }
     }
+
+    /// The live agent's id.
+    pub fn agent_id(&self) -> Option<AgentId> {
+        self.agent.live().map(|a| a.id)
+    }
+
+    /// The remote candidates the live agent holds.
+    pub fn remote_candidates(&self) -> usize {
+        self.agent.live().map_or(0, |a| a.remote_candidates.len())
+    }
 }
 
 /// A candidate that names the session (epoch) it was gathered in, so the harness can check that
-/// no candidate of an old session reaches an agent.
+/// no candidate of an old session reaches an agent (the reference agent gathers `n = 1, 2`).
 pub fn candidate_of(epoch: u64, n: u16) -> Candidate {
+    if n >= 1 {
+        return ReferenceAgent::candidate(AgentId(epoch), n);
+    }
     let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 1000 + n));
     invariants::tag_session(Candidate::host(addr), epoch)
 }
@@ -107,13 +104,18 @@ impl Pair {
     }
 
     pub fn with_seeds(config: Config, seed_a: u64, seed_b: u64) -> Pair {
+        Self::with_agents(config, seed_a, seed_b, AgentKind::Pion)
+    }
+
+    /// Two peers whose agents behave like `kind`.
+    pub fn with_agents(config: Config, seed_a: u64, seed_b: u64, kind: AgentKind) -> Pair {
         let now = base();
         let a = Peer::new(config, A_KEY, B_KEY, 100, seed_a, now).unwrap();
         let b = Peer::new(config, B_KEY, A_KEY, 100, seed_b, now).unwrap();
         let mut pair = Pair {
             now,
-            a: Node::new(a),
-            b: Node::new(b),
+            a: Node::new(a, kind),
+            b: Node::new(b, kind),
             filter: Box::new(|_, _| Fate::Deliver),
             creds: BTreeMap::new(),
             steps: 0,
@@ -159,129 +161,69 @@ impl Pair {
                 other => panic!("unknown output {other:?}"),
             }
         }
+        self.check_candidate_binding(is_a);
     }
 
     fn agent_command(&mut self, is_a: bool, cmd: AgentCommand) {
-        let node = self.node(is_a);
-        match cmd {
+        match &cmd {
             AgentCommand::Create {
                 agent, credentials, ..
             } => {
-                assert!(node.agent.id.is_none(), "two live agents at once (B5)");
-                node.agent = FakeAgent {
-                    id: Some(agent),
-                    local: Some(credentials.clone()),
-                    created: node.agent.created + 1,
-                    closed: node.agent.closed,
-                    ..FakeAgent::default()
-                };
-                self.creds.insert(credentials, (is_a, agent.0));
+                self.creds.insert(credentials.clone(), (is_a, agent.0));
             }
-            AgentCommand::Gather { agent } => {
-                assert_eq!(node.agent.id, Some(agent));
-                node.events
-                    .push_back((agent, AgentEvent::LocalCandidate(candidate_of(agent.0, 1))));
-                node.events
-                    .push_back((agent, AgentEvent::LocalCandidate(candidate_of(agent.0, 2))));
-                node.events.push_back((agent, AgentEvent::GatheringDone));
-            }
-            AgentCommand::AddRemoteCandidate { agent, candidate } => {
-                assert_eq!(node.agent.id, Some(agent));
-                node.agent.remote_candidates.push(candidate);
-            }
-            AgentCommand::Connect { agent, remote } => {
-                assert_eq!(node.agent.id, Some(agent));
-                assert!(!node.agent.connecting, "connect twice on one agent");
-                assert!(
-                    !node.agent.remote_candidates.is_empty(),
-                    "connect without candidates"
+            AgentCommand::Connect { remote, .. } => {
+                let (owner_a, _) = self.creds[remote];
+                assert_eq!(
+                    owner_a, !is_a,
+                    "connected with our own credentials (reflection)"
                 );
                 assert!(
-                    !node.peer.local_candidates().is_empty(),
+                    !self.node(is_a).peer.local_candidates().is_empty(),
                     "connect before a local candidate (CONNECT_GUARD)"
                 );
-                node.agent.remote = Some(remote);
-                node.agent.connecting = true;
-                node.agent.connect_told = true;
-                node.events.push_back((agent, AgentEvent::Checking));
             }
-            AgentCommand::EndOfRemoteCandidates { agent } => {
-                assert_eq!(node.agent.id, Some(agent));
-                assert!(node.agent.connect_told, "end-of-candidates before connect");
-                assert!(
-                    !node.agent.end_of_remote_candidates,
-                    "end-of-candidates told twice"
-                );
-                node.agent.end_of_remote_candidates = true;
-            }
-            AgentCommand::Close { agent } => {
-                assert_eq!(
-                    node.agent.id,
-                    Some(agent),
-                    "closing an agent that is not live"
-                );
-                node.agent.id = None;
-                node.agent.closed += 1;
-            }
-            other => panic!("unknown command {other:?}"),
+            _ => {}
         }
-        self.check_candidate_binding(is_a);
+        let creds = &self.creds;
+        let node = if is_a { &mut self.a } else { &mut self.b };
+        node.agent
+            .handle_command(cmd, |remote| creds.get(remote).map(|&(_, epoch)| epoch))
+            .unwrap_or_else(|breach| panic!("agent contract: {breach}"));
     }
 
     /// No candidate of another session than the one the agent connects to reaches the agent.
     fn check_candidate_binding(&self, is_a: bool) {
         let node = if is_a { &self.a } else { &self.b };
-        let Some(remote) = &node.agent.remote else {
-            return;
-        };
-        let (owner_a, epoch) = self.creds[remote];
-        assert_eq!(
-            owner_a, !is_a,
-            "connected with our own credentials (reflection)"
-        );
-        for c in &node.agent.remote_candidates {
-            assert_eq!(
-                epoch_of(c),
-                epoch,
-                "candidate of another session reached the agent"
-            );
-        }
+        node.agent.check_binding().unwrap();
     }
 
-    /// Both agents connect when each was told to connect with the other's current credentials.
+    /// Both agents connect when each was told to connect with the other's current credentials
+    /// and has reported everything before (its Checking in particular).
     pub fn agents_meet(&mut self) -> bool {
-        let (a, b) = (&self.a.agent, &self.b.agent);
-        let ok = a.id.is_some()
-            && b.id.is_some()
-            && a.connecting
-            && b.connecting
-            && !(a.connected && b.connected)
-            && a.remote == b.local
-            && b.remote == a.local;
-        if !ok
-            || self
-                .a
-                .events
-                .iter()
-                .chain(&self.b.events)
-                .any(|(_, e)| *e == AgentEvent::Checking)
-        {
+        let waiting = |n: &Node| {
+            matches!(
+                n.agent.live().map(|l| l.phase),
+                Some(Phase::Checking | Phase::Disconnected)
+            )
+        };
+        let failed = |n: &Node| n.agent.live().map(|l| l.phase) == Some(Phase::Failed);
+        let ok = self.a.agent.told_to_meet(&self.b.agent)
+            && (waiting(&self.a) || waiting(&self.b))
+            && !failed(&self.a)
+            && !failed(&self.b)
+            && !self.a.agent.has_events()
+            && !self.b.agent.has_events();
+        if !ok {
             return false;
         }
-        for is_a in [true, false] {
-            let node = self.node(is_a);
-            if !node.agent.connected {
-                node.agent.connected = true;
-                let id = node.agent.id.unwrap();
-                node.events.push_back((id, AgentEvent::Connected));
-            }
-        }
+        self.a.agent.pair_found();
+        self.b.agent.pair_found();
         true
     }
 
     /// Handles the next pending event of a peer's agent. False if none.
     pub fn agent_step(&mut self, is_a: bool) -> bool {
-        let Some((id, ev)) = self.node(is_a).events.pop_front() else {
+        let Some((id, ev)) = self.node(is_a).agent.poll_event() else {
             return false;
         };
         let now = self.now;
@@ -373,8 +315,8 @@ impl Pair {
     pub fn quiet(&self) -> bool {
         self.a.inbox.is_empty()
             && self.b.inbox.is_empty()
-            && self.a.events.is_empty()
-            && self.b.events.is_empty()
+            && !self.a.agent.has_events()
+            && !self.b.agent.has_events()
     }
 
     pub fn check_invariants(&self) {
@@ -386,7 +328,8 @@ impl Pair {
         for node in [&self.a, &self.b] {
             // The agent holds the credentials the peer says it holds.
             if node.peer.state().is_connected() {
-                assert_eq!(node.agent.remote.as_ref(), node.peer.remote_credentials());
+                let remote = node.agent.live().and_then(|a| a.remote.as_ref());
+                assert_eq!(remote, node.peer.remote_credentials());
             }
         }
     }

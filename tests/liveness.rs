@@ -1,0 +1,329 @@
+//! The liveness holes of issue 9, each as it happens with real agents and real clocks: a crash
+//! whose new process starts below (or at) the epochs it used before, an agent that fails straight
+//! from Connected, an agent report that is lost or stamped a little early, and an `Instant` at
+//! the end of its range. Each test fails on a core without EPOCH_CATCH_UP, AGENT_REPORTS,
+//! CHECKING_TIMEOUT, LATE_INPUT and checked time arithmetic.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{Pair, A_KEY, B_KEY};
+use icepact::reference_agent::AgentKind;
+use icepact::{
+    AgentEvent, Config, ConnectionState, Disposition, Error, IgnoreReason, Peer, Report,
+    RestartCause,
+};
+
+use ConnectionState::*;
+
+/// B's process restarts with no memory and `floor` as its epoch floor (seed `seed`).
+fn crash_b(p: &mut Pair, floor: u64, seed: u64) {
+    let now = p.now;
+    let fresh = Peer::new(Config::default(), B_KEY, A_KEY, floor, seed, now).unwrap();
+    p.b = harness::Node::new(fresh, AgentKind::Pion);
+    p.a.inbox.clear();
+    p.drain(false);
+}
+
+/// Replays everything both sides ever sent (every incarnation), newest first, then runs until
+/// quiet; returns the restarts this caused.
+fn replay_everything(p: &mut Pair, sent_by_old_b: &[icepact::Description]) -> u32 {
+    let before = p.a.peer.restarts() + p.b.peer.restarts();
+    let to_b: Vec<_> = p.a.sent.iter().rev().cloned().collect();
+    let to_a: Vec<_> =
+        p.b.sent
+            .iter()
+            .chain(sent_by_old_b)
+            .rev()
+            .cloned()
+            .collect();
+    p.b.inbox.extend(to_b);
+    p.a.inbox.extend(to_a);
+    assert!(p.run_until_connected(20_000), "replays broke the session");
+    p.a.peer.restarts() + p.b.peer.restarts() - before
+}
+
+fn crash_and_recover(floor: u64, seed: u64) -> Pair {
+    let mut p = Pair::new(Config::default());
+    assert!(p.run_until_connected(1_000));
+    let old_b = std::mem::take(&mut p.b.sent);
+    let old_epoch = p.b.peer.local_session().unwrap().epoch;
+    crash_b(&mut p, floor, seed);
+    assert!(
+        p.run_until_connected(20_000),
+        "floor {floor}: no convergence: A {:?} B {:?}",
+        p.a.peer.state(),
+        p.b.peer.state()
+    );
+    // B's session is above the epoch its earlier process used: A accepts it.
+    assert!(p.b.peer.local_session().unwrap().epoch > old_epoch);
+    let catch_ups =
+        p.b.restarts
+            .iter()
+            .filter(|c| matches!(c, RestartCause::EpochCatchUp { .. }))
+            .count();
+    if floor > old_epoch {
+        assert_eq!(p.b.restarts, [], "floor above: nothing to catch up");
+    } else {
+        // Exactly one new session on B (EPOCH_CATCH_UP) ...
+        assert_eq!(catch_ups, 1, "floor {floor}: {:?}", p.b.restarts);
+        assert_eq!(p.b.restarts.len(), 1);
+    }
+    // ... and A replaced its confirmed binding once (RESTART_ON_NEWER_CONFIRMED).
+    assert!(
+        matches!(p.a.restarts[..], [RestartCause::RemoteRestart { .. }]),
+        "{:?}",
+        p.a.restarts
+    );
+    // After recovery, replays of both incarnations' descriptions restart nothing.
+    assert_eq!(replay_everything(&mut p, &old_b), 0);
+    p
+}
+
+#[test]
+fn crash_with_floor_zero_catches_up_once() {
+    crash_and_recover(0, 3);
+}
+
+#[test]
+fn crash_with_floor_below_catches_up_once() {
+    crash_and_recover(50, 3);
+}
+
+#[test]
+fn crash_with_floor_equal_catches_up_once() {
+    // The same epoch with other credentials (EPOCH_REUSED at A, then EPOCH_CATCH_UP at B).
+    crash_and_recover(100, 3);
+}
+
+#[test]
+fn crash_with_the_same_floor_and_seed_catches_up_once() {
+    // An embedder that passes constants: the new process repeats the old one's first session
+    // exactly, credentials included.
+    crash_and_recover(100, 2);
+}
+
+#[test]
+fn crash_with_floor_above_restarts_only_the_other_side() {
+    crash_and_recover(10_000, 3);
+}
+
+#[test]
+fn a_floor_that_went_back_after_the_new_process_bound_is_caught_up() {
+    // The equal-floor wedge of issue 9: the new B binds a new session of A and reaches the
+    // versions the old B had, with other credentials. A must not call them duplicates forever.
+    let mut p = Pair::new(Config::default());
+    assert!(p.run_until_connected(1_000));
+    let now = p.now;
+    // A restarts too (its agent failed), so its new session is unbound and binds anything.
+    p.a.peer.restart(now).unwrap();
+    p.drain(true);
+    crash_b(&mut p, 100, 3);
+    assert!(p.run_until_connected(20_000));
+    assert!(p.b.peer.local_session().unwrap().epoch > 100);
+    assert!(p.a.peer.remote_credentials() == p.b.peer.local_credentials());
+}
+
+#[test]
+fn failed_straight_from_connected_restarts_one_side_once() {
+    for kind in [AgentKind::Pion, AgentKind::Libwebrtc] {
+        let mut p = Pair::with_agents(Config::default(), 1, 2, kind);
+        assert!(p.run_until_connected(1_000));
+        p.a.agent.give_up();
+        assert!(p.run_until_connected(10_000), "{kind:?}");
+        assert!(
+            p.a.transitions.contains(&(Connected, Failed))
+                || p.a.transitions.contains(&(Completed, Failed)),
+            "{kind:?}: {:?}",
+            p.a.transitions
+        );
+        assert_eq!(p.a.restarts, [RestartCause::AgentFailed], "{kind:?}");
+        assert!(matches!(
+            p.b.restarts[..],
+            [RestartCause::RemoteRestart { .. }]
+        ));
+    }
+}
+
+#[test]
+fn failed_straight_from_connected_on_both_sides_reconverges() {
+    let mut p = Pair::with_agents(Config::default(), 1, 2, AgentKind::PionNoDisconnect);
+    assert!(p.run_until_connected(1_000));
+    // pion with DisconnectedTimeout = 0: a lost pair is Failed at once, on both sides.
+    p.a.agent.pair_lost();
+    p.b.agent.pair_lost();
+    assert!(p.run_until_connected(10_000));
+    assert!(p.a.transitions.contains(&(Connected, Failed)));
+    assert!(p.b.transitions.contains(&(Connected, Failed)));
+    // Glare: one restart each, nothing more.
+    assert_eq!(p.a.restarts, [RestartCause::AgentFailed]);
+    assert_eq!(p.b.restarts, [RestartCause::AgentFailed]);
+}
+
+#[test]
+fn a_lost_connected_report_is_recovered_by_the_checking_timeout() {
+    let mut p = Pair::new(Config::default());
+    // Run until both agents are checking and their reports are in.
+    while !(p.a.peer.state() == Checking && p.b.peer.state() == Checking && p.quiet()) {
+        assert!(p.step());
+    }
+    assert!(p.agents_meet());
+    // A's Connected report is lost on the way; B's arrives.
+    let lost = p.a.agent.lose_event();
+    assert_eq!(lost.map(|(_, e)| e), Some(AgentEvent::Connected));
+    let start = p.now;
+    assert!(p.run_until_connected(10_000));
+    assert_eq!(p.a.restarts, [RestartCause::CheckingTimeout]);
+    assert!(p.now - start >= Config::default().checking_timeout);
+}
+
+#[test]
+fn a_lost_checking_report_is_harmless() {
+    let mut p = Pair::new(Config::default());
+    while p.a.peer.state() != Connecting {
+        assert!(p.step());
+    }
+    let lost = p.a.agent.lose_event();
+    assert_eq!(lost.map(|(_, e)| e), Some(AgentEvent::Checking));
+    assert!(p.run_until_connected(10_000));
+    assert!(p.a.transitions.contains(&(Connecting, Connected)));
+    assert_eq!(p.a.peer.restarts() + p.b.peer.restarts(), 0);
+}
+
+#[test]
+fn an_event_stamped_2_ms_early_is_accepted() {
+    let mut p = Pair::new(Config::default());
+    while p.a.peer.state() != Connecting {
+        assert!(p.step());
+    }
+    let (id, ev) = p.a.agent.poll_event().unwrap();
+    assert_eq!(ev, AgentEvent::Checking);
+    // The peer has seen a later instant (a timer on the driver's thread) ...
+    let later = p.now + Duration::from_millis(10);
+    p.a.peer.handle_timeout(later).unwrap();
+    // ... than the agent's thread stamped its report with.
+    let stamped = later - Duration::from_millis(2);
+    assert_eq!(
+        p.a.peer.handle_agent_event(stamped, id, ev).unwrap(),
+        Disposition::Applied
+    );
+    assert_eq!(p.a.peer.state(), Checking);
+    // Far behind (beyond `max_input_lag`) is still an error that changes nothing.
+    let before = p.a.peer.clone();
+    let way_back = later - Config::default().max_input_lag - Duration::from_millis(1);
+    assert_eq!(
+        p.a.peer.handle_timeout(way_back),
+        Err(Error::TimeWentBackwards)
+    );
+    assert_eq!(p.a.peer, before);
+}
+
+#[test]
+fn benign_reports_of_real_agents_are_never_errors() {
+    // Every report in every state a live agent can be in has an outcome (AGENT_REPORTS).
+    for kind in AgentKind::ALL {
+        for target in [
+            Idle,
+            New,
+            Connecting,
+            Checking,
+            Connected,
+            Completed,
+            Disconnected,
+        ] {
+            let mut p = Pair::with_agents(Config::default(), 1, 2, kind);
+            let mut steps = 0;
+            while p.a.peer.state() != target && steps < 1_000 {
+                if target == Disconnected && p.a.peer.state().is_connected() {
+                    p.a.agent.pair_lost();
+                }
+                if !p.step() {
+                    break;
+                }
+                steps += 1;
+            }
+            if p.a.peer.state() != target {
+                // Completed only for kinds that complete; Disconnected only for those that
+                // report it.
+                assert!(
+                    matches!(target, Completed | Disconnected),
+                    "{kind:?}: {target} not reached"
+                );
+                continue;
+            }
+            let id = p.a.agent_id().unwrap();
+            for report in Report::ALL {
+                let event = match report {
+                    Report::Checking => AgentEvent::Checking,
+                    Report::Connected => AgentEvent::Connected,
+                    Report::Completed => AgentEvent::Completed,
+                    Report::Disconnected => AgentEvent::Disconnected,
+                    Report::Failed => AgentEvent::Failed,
+                    _ => AgentEvent::Closed,
+                };
+                let mut peer = p.a.peer.clone();
+                let got = peer.handle_agent_event(p.now, id, event);
+                match got {
+                    Ok(Disposition::Applied) => {}
+                    Ok(Disposition::Ignored(IgnoreReason::AgentReport { report: r, state })) => {
+                        assert_eq!((r, state), (report, target));
+                    }
+                    other => panic!("{kind:?} {target} {report:?}: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quirks_of_real_agents_restart_nothing() {
+    for kind in AgentKind::ALL {
+        let mut p = Pair::with_agents(Config::default(), 1, 2, kind);
+        assert!(p.run_until_connected(1_000));
+        for _ in 0..3 {
+            assert!(p.a.agent.quirk());
+            assert!(p.b.agent.quirk());
+            assert!(p.run_until_connected(1_000));
+        }
+        assert_eq!(p.a.peer.restarts() + p.b.peer.restarts(), 0, "{kind:?}");
+    }
+}
+
+/// The largest `Instant` this platform represents (to within a nanosecond).
+fn instant_max() -> Instant {
+    let mut t = Instant::now();
+    let mut step = Duration::from_secs(1 << 62);
+    while step > Duration::ZERO {
+        match t.checked_add(step) {
+            Some(next) => t = next,
+            None => step /= 2,
+        }
+    }
+    t
+}
+
+#[test]
+fn an_instant_at_the_end_of_its_range_never_panics() {
+    for back in [0, 1, 500, 30_000] {
+        let now = instant_max() - Duration::from_millis(back);
+        let mut a = Peer::new(Config::default(), A_KEY, B_KEY, 1, 1, now).unwrap();
+        let mut b = Peer::new(Config::default(), B_KEY, A_KEY, 1, 2, now).unwrap();
+        while a.poll_output().is_some() {}
+        while b.poll_output().is_some() {}
+        // A timer that would fall beyond the range is not armed; one that fits is later.
+        if let Some(t) = a.poll_timeout() {
+            assert!(t > now);
+        }
+        let d = b.description().unwrap();
+        let _ = a.handle_description(now, &d).unwrap();
+        let id = a.agent().unwrap();
+        let _ = a
+            .handle_agent_event(now, id, AgentEvent::Disconnected)
+            .unwrap();
+        a.handle_timeout(now).unwrap();
+        a.restart(now).unwrap();
+        while a.poll_output().is_some() {}
+        a.close(now).unwrap();
+    }
+}
