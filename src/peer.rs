@@ -240,7 +240,12 @@ impl Peer {
             return Ok(Disposition::Ignored(IgnoreReason::ShutDown));
         }
         self.validate(d)?;
-        if self.config.policy == RestartPolicy::Epoch {
+        let mut verdict = rules::classify(self.config.policy, self.view(), d.session);
+        // A stale description was sent before the newest one applied, whose `seen` and `ack`
+        // are at least as new (the sender's own order), and that one was checked: only the
+        // others can carry news of a floor that went back.
+        let fresh = !matches!(verdict, Verdict::Stale { .. });
+        if fresh && self.config.policy == RestartPolicy::Epoch {
             let evidence = self.session.as_ref().and_then(|s| {
                 let current = SessionRef {
                     epoch: s.epoch,
@@ -252,10 +257,10 @@ impl Peer {
                 // The remote holds a session of ours this process never sent: move above it
                 // and start one new session, then judge `d` against it.
                 self.catch_up(now, seen)?;
+                verdict = rules::classify(self.config.policy, self.view(), d.session);
             }
         }
         self.validate_ack(d)?;
-        let verdict = rules::classify(self.config.policy, self.view(), d.session);
         if matches!(verdict, Verdict::Update | Verdict::Duplicate) && self.reuses_epoch(d) {
             // Rule EPOCH_REUSED: the remote's floor went back and it reuses an epoch with new
             // credentials. Nothing of it is applied; the reply tells the remote what we saw.
@@ -812,10 +817,17 @@ impl Peer {
             r.end_of_candidates = d.end_of_candidates;
         }
         r.session = d.session;
-        self.newest = Some(Seen {
-            session: d.session,
-            ufrag: d.credentials.ufrag.clone(),
-        });
+        // An update keeps the session's credentials (EPOCH_REUSED was ruled out), so the ufrag
+        // stored with the newest applied is usually this one already: no allocation then.
+        match &mut self.newest {
+            Some(n) if n.ufrag == d.credentials.ufrag => n.session = d.session,
+            newest => {
+                *newest = Some(Seen {
+                    session: d.session,
+                    ufrag: d.credentials.ufrag.clone(),
+                })
+            }
+        }
         self.take_ack(d);
         self.send_pending |= d.need_reply;
         if dropped > 0 {

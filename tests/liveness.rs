@@ -143,6 +143,7 @@ fn failed_straight_from_connected_restarts_one_side_once() {
             p.b.restarts[..],
             [RestartCause::RemoteRestart { .. }]
         ));
+        assert_eq!(replay_everything(&mut p, &[]), 0, "{kind:?}");
     }
 }
 
@@ -159,6 +160,36 @@ fn failed_straight_from_connected_on_both_sides_reconverges() {
     // Glare: one restart each, nothing more.
     assert_eq!(p.a.restarts, [RestartCause::AgentFailed]);
     assert_eq!(p.b.restarts, [RestartCause::AgentFailed]);
+    assert_eq!(replay_everything(&mut p, &[]), 0);
+}
+
+#[test]
+fn failed_reports_lost_on_both_sides_are_recovered_by_the_report_poll() {
+    let mut p = Pair::with_agents(Config::default(), 1, 2, AgentKind::PionNoDisconnect);
+    assert!(p.run_until_connected(1_000));
+    p.a.agent.pair_lost();
+    p.b.agent.pair_lost();
+    // Both Failed reports are lost: without REPORT_POLL both peers stay Connected forever.
+    assert_eq!(
+        p.a.agent.lose_event().map(|(_, e)| e),
+        Some(AgentEvent::Failed)
+    );
+    assert_eq!(
+        p.b.agent.lose_event().map(|(_, e)| e),
+        Some(AgentEvent::Failed)
+    );
+    // Both peers still believe Connected; only time passing can tell them.
+    assert!(p.both_connected());
+    let mut steps = 0;
+    while p.a.peer.restarts() + p.b.peer.restarts() < 2 && steps < 1_000 {
+        assert!(p.step(), "nothing left to do: the pair is wedged");
+        steps += 1;
+    }
+    assert!(p.run_until_connected(10_000));
+    assert_eq!(p.a.restarts, [RestartCause::AgentFailed]);
+    assert_eq!(p.b.restarts, [RestartCause::AgentFailed]);
+    assert_eq!(p.a.peer.restarts() + p.b.peer.restarts(), 2);
+    assert_eq!(replay_everything(&mut p, &[]), 0);
 }
 
 #[test]
@@ -176,6 +207,7 @@ fn a_lost_connected_report_is_recovered_by_the_checking_timeout() {
     assert!(p.run_until_connected(10_000));
     assert_eq!(p.a.restarts, [RestartCause::CheckingTimeout]);
     assert!(p.now - start >= Config::default().checking_timeout);
+    assert_eq!(replay_everything(&mut p, &[]), 0);
 }
 
 #[test]
