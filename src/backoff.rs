@@ -39,7 +39,7 @@ impl Backoff {
             if g >= self.max {
                 break;
             }
-            g = g.mul_f64(f64::from(self.multiplier_permille) / 1000.0);
+            g = scale(g, f64::from(self.multiplier_permille) / 1000.0);
         }
         g.min(self.max)
     }
@@ -48,16 +48,26 @@ impl Backoff {
     pub fn bounds(&self, attempt: u32) -> (Duration, Duration) {
         let g = self.nominal(attempt);
         let j = f64::from(self.jitter_permille.min(1000)) / 1000.0;
-        (g.mul_f64(1.0 - j), g.mul_f64(1.0 + j))
+        (scale(g, 1.0 - j), scale(g, 1.0 + j))
     }
 
     /// A jittered interval for attempt `k`, drawn from the session RNG. Never zero, so a timer
     /// armed with it always lies strictly in the future.
     pub(crate) fn interval(&self, attempt: u32, rng: &mut SessionRng) -> Duration {
         let (lo, hi) = self.bounds(attempt);
-        let d = lo + (hi - lo).mul_f64(rng.unit());
+        let d = lo.saturating_add(scale(hi.saturating_sub(lo), rng.unit()));
         d.max(Duration::from_millis(1))
     }
+}
+
+/// `d · factor`, saturating at `Duration::MAX` (a configuration with a huge interval or
+/// multiplier must not panic: `Duration::mul_f64` does on overflow).
+fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(if factor > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
 }
 
 #[cfg(test)]
@@ -88,6 +98,22 @@ mod tests {
         };
         let ms: Vec<u128> = (0..6).map(|k| b.nominal(k).as_millis()).collect();
         assert_eq!(ms, [100, 300, 900, 2700, 8100, 10000]);
+    }
+
+    #[test]
+    fn extreme_configurations_saturate_instead_of_panicking() {
+        let b = Backoff {
+            initial: Duration::MAX,
+            multiplier_permille: u32::MAX,
+            jitter_permille: u32::MAX,
+            max: Duration::MAX,
+        };
+        let mut rng = SessionRng::from_seed(1);
+        for k in [0, 1, 2, u32::MAX] {
+            let (lo, hi) = b.bounds(k);
+            assert!(lo <= hi);
+            let _ = b.interval(k, &mut rng);
+        }
     }
 
     #[test]

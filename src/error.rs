@@ -90,6 +90,10 @@ pub enum IgnoreReason {
     /// epoch of an earlier process; the description is not applied and the reply carries our
     /// [`Seen`](crate::Seen) so that the remote moves its epoch on (EPOCH_CATCH_UP).
     EpochReused(SessionRef),
+    /// Rule EPOCH_CATCH_UP: the description says our epoch floor went back, but a catch-up
+    /// happened shortly before; this one is deferred (the remote re-sends). Repeated, it means
+    /// two live processes share our key, a configuration error no protocol can settle.
+    CatchUpDeferred(SessionRef),
     /// Rule AGENT_REPORTS: an agent report that changes nothing in this state.
     AgentReport {
         /// The report.

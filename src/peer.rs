@@ -1,7 +1,7 @@
 //! [`Peer`]: the sans-IO session state machine for one remote peer.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::agent::{AgentCommand, AgentEvent, AgentId};
 use crate::candidate::Candidate;
@@ -13,6 +13,23 @@ use crate::keys::{PublicKey, Role};
 use crate::rng::SessionRng;
 use crate::rules::{self, RestartPolicy, Verdict, View};
 use crate::state::{report_outcome, transition, ConnectionState, Report, ReportOutcome, Trigger};
+
+/// How often a stale or reused-epoch description is answered at most (rule EPOCH_CATCH_UP).
+const HINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Shortest timer: a zero duration in the configuration must not arm a timer at `now` (which
+/// `poll_timeout` promises never to return).
+const MIN_TIMER: Duration = Duration::from_millis(1);
+
+/// Epochs a remote can make us catch up to stay below this, so that a malicious (authenticated)
+/// remote cannot push us to the end of the range, where no session could follow.
+const EPOCH_CEILING: u64 = u64::MAX - (1 << 32);
+
+/// `now + d` (at least [`MIN_TIMER`]), or `None` beyond the end of `Instant`'s range: such a
+/// timer is not armed.
+fn after(now: Instant, d: Duration) -> Option<Instant> {
+    now.checked_add(d.max(MIN_TIMER))
+}
 
 /// The session state machine for one remote peer, in sans-IO style.
 ///
@@ -60,6 +77,10 @@ pub struct Peer {
     /// Before this instant a stale or reused-epoch description gets no reply (rule
     /// EPOCH_CATCH_UP's rate limit: replays cannot amplify).
     hint_after: Option<Instant>,
+    /// Epoch catch-ups so far, and before when another one is deferred (EPOCH_CATCH_UP's back
+    /// off).
+    catch_ups: u32,
+    catch_up_after: Option<Instant>,
     timers: Timers,
     restarts: u32,
     last_now: Option<Instant>,
@@ -213,6 +234,8 @@ impl Peer {
             session: None,
             newest: None,
             hint_after: None,
+            catch_ups: 0,
+            catch_up_after: None,
             timers: Timers::default(),
             restarts: 0,
             last_now: Some(now),
@@ -240,12 +263,11 @@ impl Peer {
             return Ok(Disposition::Ignored(IgnoreReason::ShutDown));
         }
         self.validate(d)?;
-        let mut verdict = rules::classify(self.config.policy, self.view(), d.session);
-        // A stale description was sent before the newest one applied, whose `seen` and `ack`
-        // are at least as new (the sender's own order), and that one was checked: only the
-        // others can carry news of a floor that went back.
-        let fresh = !matches!(verdict, Verdict::Stale { .. });
-        if fresh && self.config.policy == RestartPolicy::Epoch {
+        let mut caught_up = false;
+        if self.config.policy == RestartPolicy::Epoch {
+            // Every description is checked, stale ones too: a replayed description of a remote
+            // process that has since crashed may know more of our old epochs than the remote's
+            // current process does.
             let evidence = self.session.as_ref().and_then(|s| {
                 let current = SessionRef {
                     epoch: s.epoch,
@@ -254,13 +276,35 @@ impl Peer {
                 rules::regressed(current, &s.credentials.ufrag, d)
             });
             if let Some(seen) = evidence {
+                if self.catch_up_after.is_some_and(|t| now < t) {
+                    // A catch-up shortly after the last one: two live processes share our key,
+                    // or replays of dead processes name several old epochs. Back off; the
+                    // remote re-sends, and the evidence comes back.
+                    return Ok(Disposition::Ignored(IgnoreReason::CatchUpDeferred(seen)));
+                }
                 // The remote holds a session of ours this process never sent: move above it
                 // and start one new session, then judge `d` against it.
                 self.catch_up(now, seen)?;
-                verdict = rules::classify(self.config.policy, self.view(), d.session);
+                caught_up = true;
             }
         }
         self.validate_ack(d)?;
+        let verdict = rules::classify(self.config.policy, self.view(), d.session);
+        let result = self.judge(now, d, verdict);
+        match result {
+            // The catch-up changed the peer: what became of `d` itself does not matter then.
+            Ok(Disposition::Ignored(_)) if caught_up => Ok(Disposition::Applied),
+            other => other,
+        }
+    }
+
+    /// Applies a description by its verdict (after EPOCH_CATCH_UP and ACK_FROM_FUTURE).
+    fn judge(
+        &mut self,
+        now: Instant,
+        d: &Description,
+        verdict: Verdict,
+    ) -> Result<Disposition, Error> {
         if matches!(verdict, Verdict::Update | Verdict::Duplicate) && self.reuses_epoch(d) {
             // Rule EPOCH_REUSED: the remote's floor went back and it reuses an epoch with new
             // credentials. Nothing of it is applied; the reply tells the remote what we saw.
@@ -560,9 +604,12 @@ impl Peer {
             _ => now,
         };
         self.last_now = Some(now);
+        // Rate limits that have passed are forgotten, so that equal histories give equal peers.
         if self.hint_after.is_some_and(|t| t <= now) {
-            // The rate limit has passed: forget it, so that equal histories give equal peers.
             self.hint_after = None;
+        }
+        if self.catch_up_after.is_some_and(|t| t <= now) {
+            self.catch_up_after = None;
         }
         if self.timers.disconnected.is_some_and(|t| t <= now) {
             self.timers.disconnected = None;
@@ -590,7 +637,7 @@ impl Peer {
                 if let Some(agent) = self.agent() {
                     self.queue
                         .push_back(Output::Agent(AgentCommand::ReportState { agent }));
-                    self.timers.poll = now.checked_add(self.config.report_poll_interval);
+                    self.timers.poll = after(now, self.config.report_poll_interval);
                 }
             }
         }
@@ -633,13 +680,12 @@ impl Peer {
                         self.timers.disconnected = None;
                         self.timers.checking = None;
                         if self.timers.poll.is_none() {
-                            self.timers.poll = now.checked_add(self.config.report_poll_interval);
+                            self.timers.poll = after(now, self.config.report_poll_interval);
                         }
                     }
                     ConnectionState::Disconnected => {
                         self.timers.poll = None;
-                        self.timers.disconnected =
-                            now.checked_add(self.config.disconnected_timeout);
+                        self.timers.disconnected = after(now, self.config.disconnected_timeout);
                     }
                     // Failed (from Connecting, Checking, Connected, Completed) or Closed (from
                     // Disconnected): the session is replaced (seed 000: "Failed --> Closed -->
@@ -657,23 +703,29 @@ impl Peer {
     /// Rule EPOCH_CATCH_UP: our floor went back; the next epoch moves strictly above what the
     /// remote has seen, and exactly one new session starts.
     fn catch_up(&mut self, now: Instant, seen: SessionRef) -> Result<(), Error> {
-        let Some(above) = seen.epoch.checked_add(1) else {
-            // Only a remote that names epoch u64::MAX gets here; no epoch is above it.
+        if seen.epoch >= EPOCH_CEILING {
+            // No honest floor gets here (Unix time in µs is about 2^51); moving there would
+            // leave no room for further sessions.
             let current = self.local_session().unwrap_or(seen);
             return Err(DescriptionError::AckFromFuture { ack: seen, current }.into());
-        };
-        self.next_epoch = self.next_epoch.max(above);
+        }
+        self.next_epoch = self.next_epoch.max(seen.epoch + 1);
+        // Back off further catch-ups (growing like the re-send back-off, capped): a second
+        // process with our key would otherwise take the epoch back every round trip.
+        let wait = self.config.backoff.nominal(self.catch_ups);
+        self.catch_ups = self.catch_ups.saturating_add(1);
+        self.catch_up_after = after(now, wait.max(HINT_INTERVAL));
         self.restart_session(now, RestartCause::EpochCatchUp { seen })
     }
 
     /// Queues our description as a reply to a stale or reused-epoch description, at most once
-    /// per initial back-off interval (so that replays cannot amplify).
+    /// per [`HINT_INTERVAL`] (so that replays cannot amplify).
     fn hint(&mut self, now: Instant) {
         if self.hint_after.is_some_and(|t| now < t) {
             return;
         }
         self.send_pending = true;
-        self.hint_after = now.checked_add(self.config.backoff.initial);
+        self.hint_after = after(now, HINT_INTERVAL);
     }
 
     /// True if `d` names the newest applied session (or the bound one) with other credentials.
@@ -897,7 +949,7 @@ impl Peer {
         if connect {
             // The guard checked the state is New, which has a Connect edge.
             let _ = self.set_state(Trigger::Connect);
-            self.timers.checking = now.checked_add(self.config.checking_timeout);
+            self.timers.checking = after(now, self.config.checking_timeout);
         }
     }
 

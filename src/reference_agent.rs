@@ -15,12 +15,14 @@
 //! | kind | after `Connect` | pair found | pair lost | after `Close` |
 //! |---|---|---|---|---|
 //! | [`Pion`](AgentKind::Pion) | Checking | Connected | Disconnected (Failed after its failed timeout) | Closed |
-//! | [`PionNoDisconnect`](AgentKind::PionNoDisconnect) (`DisconnectedTimeout = 0`) | Checking | Connected | Failed at once | Closed |
+//! | [`PionNoDisconnect`](AgentKind::PionNoDisconnect) (`DisconnectedTimeout = 0`) | Checking | Connected | Failed straight from Connected (after its failed timeout) | Closed |
 //! | [`Str0m`](AgentKind::Str0m) (and `is`) | Checking | Connected, Completed | Disconnected | nothing |
 //! | [`Libwebrtc`](AgentKind::Libwebrtc) | Checking | Connected, Completed | Disconnected | Closed |
 //!
-//! Quirks every kind may show ([`quirk`](ReferenceAgent::quirk)): a report repeated, and
-//! libwebrtc's step back from Completed to Connected when it checks new pairs. Reports sit in a
+//! Quirks ([`quirk`](ReferenceAgent::quirk)): a report repeated (pion and str0m report only
+//! changes, but embeddings that report from two callbacks, or answer
+//! [`ReportState`](crate::AgentCommand::ReportState), repeat), and libwebrtc's step back from
+//! Completed to Connected when it checks new pairs. pion never reports Completed. Reports sit in a
 //! queue until the caller hands them to the peer, so they can be late, and the caller may lose
 //! one ([`lose_event`](ReferenceAgent::lose_event)): agents never repeat a lost report.
 
@@ -38,8 +40,9 @@ use crate::invariants::{self, Violation};
 pub enum AgentKind {
     /// pion/ice with its defaults (disconnected 5 s, failed 25 s).
     Pion,
-    /// pion/ice with `DisconnectedTimeout = 0`: a lost pair is Failed at once, straight from
-    /// Connected (and so after a host suspend before pion/ice PR #846).
+    /// pion/ice with `DisconnectedTimeout = 0`: a lost pair is reported Failed straight from
+    /// Connected, after the failed timeout, with no Disconnected first (and so after a host
+    /// suspend before pion/ice PR #846). The caller decides when the pair is lost.
     PionNoDisconnect,
     /// str0m's ICE agent (`is`): reports Completed after Connected, nothing after close.
     Str0m,
@@ -180,7 +183,7 @@ impl ReferenceAgent {
     /// The candidate the agent of `agent` gathers as its `n`-th (1-based), tagged with the
     /// session it belongs to.
     pub fn candidate(agent: AgentId, n: u16) -> Candidate {
-        let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 1000 + n));
+        let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 1000u16.saturating_add(n)));
         let mut c = Candidate::host(addr);
         if n > 1 {
             c.kind = CandidateKind::ServerReflexive;
@@ -354,8 +357,9 @@ impl ReferenceAgent {
         }
     }
 
-    /// The selected pair went silent: Disconnected, or Failed at once for
-    /// [`AgentKind::PionNoDisconnect`]. Nothing if no pair works.
+    /// The selected pair went silent long enough for the agent to say so: Disconnected, or
+    /// Failed straight from Connected for [`AgentKind::PionNoDisconnect`]. Nothing if no pair
+    /// works.
     pub fn pair_lost(&mut self) {
         let kind = self.kind;
         let Some(a) = self.live.as_mut() else { return };
@@ -382,9 +386,9 @@ impl ReferenceAgent {
         self.events.push_back((a.id, AgentEvent::Failed));
     }
 
-    /// A benign quirk of real agents: the current report once more (pion and libwebrtc repeat
-    /// state callbacks), or, when Completed, libwebrtc's step back to Connected and forward
-    /// again while it checks new pairs. Returns false if there is nothing to repeat.
+    /// A benign quirk: the current report once more (an embedding that reports from two
+    /// callbacks), or, when Completed, libwebrtc's step back to Connected and forward again
+    /// while it checks new pairs. Returns false if there is nothing to repeat.
     pub fn quirk(&mut self) -> bool {
         let Some(a) = self.live.as_ref() else {
             return false;

@@ -137,8 +137,8 @@ pub fn transition(from: ConnectionState, trigger: Trigger) -> Option<ConnectionS
         // ADDED: a Checking report can be skipped (an agent that finds a pair at once) or lost
         // on the way (agents never re-send a report); the Connected that follows is the truth.
         (Connecting, AgentConnected) => Connected,
-        // ADDED: libwebrtc and pion's controlled side may report Completed without a
-        // Connected first (reports are coalesced when checks finish in one go).
+        // ADDED: libwebrtc may report Completed without a Connected first (reports are
+        // coalesced when checks finish in one go); a lost Connected report does the same.
         (Connecting | Checking, AgentCompleted) => Completed,
         // ADDED: libwebrtc goes back from Completed to Connected when new remote candidates
         // start new checks; the selected pair stays usable, so this is not a failure.
