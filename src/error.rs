@@ -16,6 +16,10 @@ pub enum Error {
     /// The local and remote public keys are equal, so no role can be assigned.
     #[error("local and remote public keys are equal: no ICE role can be assigned")]
     EqualKeys,
+    /// The epoch floor leaves no room for further sessions (it is within 2^32 of `u64::MAX`;
+    /// Unix time in microseconds is about 2^51).
+    #[error("epoch floor {0} is too close to the end of the epoch range")]
+    EpochFloorTooHigh(u64),
     /// `now` is earlier than an instant the peer has already been given.
     #[error("time went backwards: the peer has already seen a later instant")]
     TimeWentBackwards,

@@ -21,8 +21,9 @@ const HINT_INTERVAL: Duration = Duration::from_millis(500);
 /// `poll_timeout` promises never to return).
 const MIN_TIMER: Duration = Duration::from_millis(1);
 
-/// Epochs a remote can make us catch up to stay below this, so that a malicious (authenticated)
-/// remote cannot push us to the end of the range, where no session could follow.
+/// Floors and epochs a remote can make us catch up to stay below this, so that neither an
+/// embedding nor a malicious (authenticated) remote can put us at the end of the range, where
+/// epochs would stop growing.
 const EPOCH_CEILING: u64 = u64::MAX - (1 << 32);
 
 /// `now + d` (at least [`MIN_TIMER`]), or `None` beyond the end of `Instant`'s range: such a
@@ -211,8 +212,9 @@ impl Peer {
     /// used before, also in earlier runs of the process (rule EPOCH_ORDER), for example the Unix
     /// time in microseconds at start-up, or a persisted counter. If it does not (the clock
     /// stepped back, a snapshot was restored), the remote's replies tell, and the peer moves its
-    /// epoch above on its own (rule EPOCH_CATCH_UP): one extra restart, no outage. `seed` seeds
-    /// the peer's random stream (credentials and jitter).
+    /// epoch above on its own (rule EPOCH_CATCH_UP): one extra restart, no outage. A floor
+    /// within 2^32 of `u64::MAX` is [`Error::EpochFloorTooHigh`]. `seed` seeds the peer's random
+    /// stream (credentials and jitter).
     pub fn new(
         config: Config,
         local_key: PublicKey,
@@ -222,6 +224,9 @@ impl Peer {
         now: Instant,
     ) -> Result<Peer, Error> {
         let role = Role::from_keys(&local_key, &remote_key).ok_or(Error::EqualKeys)?;
+        if epoch_floor >= EPOCH_CEILING {
+            return Err(Error::EpochFloorTooHigh(epoch_floor));
+        }
         let mut peer = Peer {
             config,
             local_key,

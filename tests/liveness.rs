@@ -454,3 +454,23 @@ fn zero_durations_in_the_configuration_never_arm_a_timer_at_now() {
         }
     }
 }
+
+#[test]
+fn a_floor_at_the_end_of_the_range_is_refused() {
+    let now = Instant::now();
+    for floor in [u64::MAX, u64::MAX - 1, u64::MAX - (1 << 32)] {
+        assert_eq!(
+            Peer::new(Config::default(), A_KEY, B_KEY, floor, 1, now),
+            Err(Error::EpochFloorTooHigh(floor))
+        );
+    }
+    assert!(Peer::new(
+        Config::default(),
+        A_KEY,
+        B_KEY,
+        u64::MAX - (1 << 32) - 1,
+        1,
+        now
+    )
+    .is_ok());
+}
