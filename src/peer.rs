@@ -32,6 +32,16 @@ fn after(now: Instant, d: Duration) -> Option<Instant> {
     now.checked_add(d.max(MIN_TIMER))
 }
 
+/// Disarms `slot` and returns true if it is armed at or before `now` (a timer that fired, or a
+/// rate limit that passed).
+fn take_due(slot: &mut Option<Instant>, now: Instant) -> bool {
+    let due = slot.is_some_and(|t| t <= now);
+    if due {
+        *slot = None;
+    }
+    due
+}
+
 /// The session state machine for one remote peer, in sans-IO style.
 ///
 /// # Contract
@@ -172,6 +182,17 @@ struct LocalSession {
     remote: Option<RemoteSession>,
 }
 
+impl LocalSession {
+    /// Its epoch and newest version: the newest `(epoch, version)` this process sent, since
+    /// both only grow.
+    fn current(&self) -> SessionRef {
+        SessionRef {
+            epoch: self.epoch,
+            version: self.version,
+        }
+    }
+}
+
 /// The remote session the local session is bound to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RemoteSession {
@@ -273,13 +294,10 @@ impl Peer {
             // Every description is checked, stale ones too: a replayed description of a remote
             // process that has since crashed may know more of our old epochs than the remote's
             // current process does.
-            let evidence = self.session.as_ref().and_then(|s| {
-                let current = SessionRef {
-                    epoch: s.epoch,
-                    version: s.version,
-                };
-                rules::regressed(current, &s.credentials.ufrag, d)
-            });
+            let evidence = self
+                .session
+                .as_ref()
+                .and_then(|s| rules::regressed(s.current(), &s.credentials.ufrag, d));
             if let Some(seen) = evidence {
                 if self.catch_up_after.is_some_and(|t| now < t) {
                     // A catch-up shortly after the last one: two live processes share our key,
@@ -523,10 +541,7 @@ impl Peer {
 
     /// Our current session and its newest version.
     pub fn local_session(&self) -> Option<SessionRef> {
-        self.session.as_ref().map(|s| SessionRef {
-            epoch: s.epoch,
-            version: s.version,
-        })
+        self.session.as_ref().map(LocalSession::current)
     }
 
     /// Our current credentials.
@@ -578,10 +593,7 @@ impl Peer {
     pub fn description(&self) -> Option<Description> {
         let s = self.session.as_ref()?;
         Some(Description {
-            session: SessionRef {
-                epoch: s.epoch,
-                version: s.version,
-            },
+            session: s.current(),
             ack: s.remote.as_ref().map(|r| r.session),
             need_reply: s.acked != Some(s.version),
             credentials: s.credentials.clone(),
@@ -610,20 +622,14 @@ impl Peer {
         };
         self.last_now = Some(now);
         // Rate limits that have passed are forgotten, so that equal histories give equal peers.
-        if self.hint_after.is_some_and(|t| t <= now) {
-            self.hint_after = None;
+        take_due(&mut self.hint_after, now);
+        take_due(&mut self.catch_up_after, now);
+        if take_due(&mut self.timers.disconnected, now)
+            && self.state == ConnectionState::Disconnected
+        {
+            self.restart_session(now, RestartCause::DisconnectedTimeout)?;
         }
-        if self.catch_up_after.is_some_and(|t| t <= now) {
-            self.catch_up_after = None;
-        }
-        if self.timers.disconnected.is_some_and(|t| t <= now) {
-            self.timers.disconnected = None;
-            if self.state == ConnectionState::Disconnected {
-                self.restart_session(now, RestartCause::DisconnectedTimeout)?;
-            }
-        }
-        if self.timers.checking.is_some_and(|t| t <= now) {
-            self.timers.checking = None;
+        if take_due(&mut self.timers.checking, now) {
             // Rule CHECKING_TIMEOUT: a lost or refused agent report must not leave the peer
             // waiting in Connecting or Checking forever (agents never repeat a report).
             if matches!(
@@ -633,8 +639,7 @@ impl Peer {
                 self.restart_session(now, RestartCause::CheckingTimeout)?;
             }
         }
-        if self.timers.poll.is_some_and(|t| t <= now) {
-            self.timers.poll = None;
+        if take_due(&mut self.timers.poll, now) {
             // Rule REPORT_POLL: a Connected or Completed peer waits for its agent's reports
             // with no deadline; a lost Failed report (agents never repeat one) would leave it
             // there over a dead agent. Ask again; a repeat is ignored (AGENT_REPORTS).
@@ -838,10 +843,7 @@ impl Peer {
             added: 0,
             end_told: false,
         });
-        self.newest = Some(Seen {
-            session: d.session,
-            ufrag: d.credentials.ufrag.clone(),
-        });
+        self.record_applied(d);
         self.take_ack(d);
         // Our description now acknowledges another remote session: a new version.
         self.publish(now, true);
@@ -874,8 +876,20 @@ impl Peer {
             r.end_of_candidates = d.end_of_candidates;
         }
         r.session = d.session;
-        // An update keeps the session's credentials (EPOCH_REUSED was ruled out), so the ufrag
-        // stored with the newest applied is usually this one already: no allocation then.
+        self.record_applied(d);
+        self.take_ack(d);
+        self.send_pending |= d.need_reply;
+        if dropped > 0 {
+            self.queue
+                .push_back(Output::Event(Event::CandidatesAfterEndOfCandidates {
+                    count: dropped,
+                }));
+        }
+    }
+
+    /// `d` is the newest remote description applied (BIND, UPDATE). An update keeps its
+    /// session's credentials, so the stored ufrag is usually this one already: no allocation.
+    fn record_applied(&mut self, d: &Description) {
         match &mut self.newest {
             Some(n) if n.ufrag == d.credentials.ufrag => n.session = d.session,
             newest => {
@@ -884,14 +898,6 @@ impl Peer {
                     ufrag: d.credentials.ufrag.clone(),
                 })
             }
-        }
-        self.take_ack(d);
-        self.send_pending |= d.need_reply;
-        if dropped > 0 {
-            self.queue
-                .push_back(Output::Event(Event::CandidatesAfterEndOfCandidates {
-                    count: dropped,
-                }));
         }
     }
 

@@ -77,32 +77,20 @@ impl Budgets {
     /// above, equal to or below the old epochs), an agent failure (Failed while checking,
     /// Disconnected or Failed while connected) and a lost agent report, all at once.
     pub const TWO_PEERS: Budgets = Budgets {
-        drops: 0,
-        replays: 0,
         crashes: 1,
         failures: 1,
         lost_events: 1,
-        quirks: 0,
-        restarts: 0,
-        early_timers: 0,
-        timer_cap: 3,
-        link_capacity: 1,
+        ..Budgets::NONE
     };
 
     /// Replays after a crash: a replayed description of any earlier session (the crashed
     /// process's included) beside a crash with any floor, and a benign agent quirk. This is
     /// where a replayed hint could start a spurious epoch catch-up.
     pub const TWO_PEERS_REPLAY: Budgets = Budgets {
-        drops: 0,
         replays: 1,
         crashes: 1,
-        failures: 0,
-        lost_events: 0,
         quirks: 1,
-        restarts: 0,
-        early_timers: 0,
-        timer_cap: 3,
-        link_capacity: 1,
+        ..Budgets::NONE
     };
 
     /// The 2-peer configuration with loss: a drop, a replay and a crash.
@@ -110,27 +98,14 @@ impl Budgets {
         drops: 1,
         replays: 1,
         crashes: 1,
-        failures: 0,
-        lost_events: 0,
-        quirks: 0,
-        restarts: 0,
-        early_timers: 0,
-        timer_cap: 3,
-        link_capacity: 1,
+        ..Budgets::NONE
     };
 
     /// The default budgets of the 3-peer mesh: three sessions share them.
     pub const THREE_PEERS: Budgets = Budgets {
-        drops: 0,
-        replays: 0,
         crashes: 1,
-        failures: 0,
-        lost_events: 0,
-        quirks: 0,
-        restarts: 0,
-        early_timers: 0,
         timer_cap: 2,
-        link_capacity: 1,
+        ..Budgets::NONE
     };
 
     /// No faults at all (a base to build small configurations from).
