@@ -66,7 +66,7 @@ async fn throughput(url: &str, rng: &mut ChaCha20Rng) -> (usize, Duration) {
         need_reply: true,
         credentials: Credentials {
             ufrag: "ufragufragufrag1".into(),
-            pwd: "p".repeat(32),
+            pwd: "p".repeat(32).into(),
         },
         candidates: vec![icepact::Candidate::host("127.0.0.1:40000".parse().unwrap())],
         end_of_candidates: true,

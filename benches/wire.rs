@@ -33,7 +33,7 @@ fn typical() -> Description {
             transport: Transport::Udp,
             addr: addr.parse().unwrap(),
             priority: 1_694_498_815 - i as u32,
-            foundation: format!("srflx{i}"),
+            foundation: format!("srflx{i}").into(),
             component: 1,
             related: Some("192.168.1.10:51820".parse().unwrap()),
         });

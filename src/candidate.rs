@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use smol_str::SmolStr;
+
 /// Candidate type (RFC 8445 §5.1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CandidateKind {
@@ -36,7 +38,7 @@ pub struct Candidate {
     /// Priority (RFC 8445 §5.1.2).
     pub priority: u32,
     /// Foundation (RFC 8445 §5.1.1.3), at most 32 ice-chars.
-    pub foundation: String,
+    pub foundation: SmolStr,
     /// Component id (1 for RTP / the only component).
     pub component: u16,
     /// Related address (base of a reflexive candidate, or the mapped address of a relay).
@@ -52,7 +54,7 @@ impl Candidate {
             transport: Transport::Udp,
             addr,
             priority: (126 << 24) | (65535 << 8) | (256 - 1),
-            foundation: format!("{}", u16::from(addr.is_ipv6()) + 1),
+            foundation: if addr.is_ipv6() { "2" } else { "1" }.into(),
             component: 1,
             related: None,
         }

@@ -1,5 +1,7 @@
 //! ICE credentials (username fragment and password) of one session.
 
+use smol_str::SmolStr;
+
 use crate::rng::SessionRng;
 
 /// Length of a generated username fragment (cunicu: 16 letters; RFC 8445 §5.3 asks for ≥ 4).
@@ -14,9 +16,9 @@ pub const MAX_CREDENTIAL_LEN: usize = 256;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Credentials {
     /// ICE username fragment.
-    pub ufrag: String,
+    pub ufrag: SmolStr,
     /// ICE password.
-    pub pwd: String,
+    pub pwd: SmolStr,
 }
 
 impl Credentials {

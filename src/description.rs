@@ -6,6 +6,8 @@
 
 use std::cmp::Ordering;
 
+use smol_str::SmolStr;
+
 use crate::candidate::Candidate;
 use crate::credentials::Credentials;
 
@@ -34,7 +36,7 @@ pub struct Seen {
     /// The receiver's session and version the sender applied.
     pub session: SessionRef,
     /// The ufrag of that session's credentials.
-    pub ufrag: String,
+    pub ufrag: SmolStr,
 }
 
 /// One peer's description of its current session, sent to the other peer.

@@ -158,7 +158,7 @@ pub fn candidate_binding(
 /// (`e{epoch}`). The tests, the model checker and the simulator all tag their candidates this way
 /// so that [`candidate_binding`] can tell which session a candidate at an agent came from.
 pub fn tag_session(mut candidate: Candidate, epoch: u64) -> Candidate {
-    candidate.foundation = format!("e{epoch}");
+    candidate.foundation = smol_str::format_smolstr!("e{epoch}");
     candidate
 }
 

@@ -86,6 +86,9 @@ pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionEr
 pub use keys::{PublicKey, Role};
 pub use peer::{Event, Output, Peer, RestartCause};
 pub use rules::RestartPolicy;
+/// The string type of credentials and candidate foundations: cloned without allocation (short
+/// strings inline, longer ones shared), so peers and descriptions are cheap to copy.
+pub use smol_str::SmolStr;
 pub use state::{ConnectionState, Report, ReportOutcome, Trigger};
 
 #[doc = include_str!("../README.md")]

@@ -8,6 +8,7 @@ use std::hash::{Hash, Hasher};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+use smol_str::SmolStr;
 
 /// A deterministic random stream (ChaCha8, pinned so seeds reproduce across versions).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl SessionRng {
     }
 
     /// `n` random ASCII letters.
-    pub(crate) fn letters(&mut self, n: usize) -> String {
+    pub(crate) fn letters(&mut self, n: usize) -> SmolStr {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
         (0..n)
             .map(|_| ALPHABET[(self.0.next_u32() % ALPHABET.len() as u32) as usize] as char)

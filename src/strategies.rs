@@ -21,7 +21,10 @@ use crate::{
 
 /// Well-formed credentials (letters and digits, RFC 8445 lengths).
 pub fn credentials() -> impl Strategy<Value = Credentials> {
-    ("[a-zA-Z0-9]{4,16}", "[a-zA-Z0-9]{22,32}").prop_map(|(ufrag, pwd)| Credentials { ufrag, pwd })
+    ("[a-zA-Z0-9]{4,16}", "[a-zA-Z0-9]{22,32}").prop_map(|(ufrag, pwd)| Credentials {
+        ufrag: ufrag.into(),
+        pwd: pwd.into(),
+    })
 }
 
 /// Any typed candidate.
@@ -49,7 +52,7 @@ pub fn candidate() -> impl Strategy<Value = Candidate> {
                     transport,
                     addr: v4(ip, port),
                     priority,
-                    foundation,
+                    foundation: foundation.into(),
                     component,
                     related: rel.map(|(ip, port)| v4(ip, port)),
                 }

@@ -345,11 +345,11 @@ fn malformed_descriptions_are_typed_errors_and_change_nothing() {
     let mut cases = Vec::new();
     let mut d = good.clone();
     d.session.version += 1;
-    d.credentials.pwd.clear();
+    d.credentials.pwd = Default::default();
     cases.push((d, "BadCredentials"));
     let mut d = good.clone();
     d.session.version += 1;
-    d.credentials.ufrag = "x".repeat(icepact::MAX_CREDENTIAL_LEN + 1);
+    d.credentials.ufrag = "x".repeat(icepact::MAX_CREDENTIAL_LEN + 1).into();
     cases.push((d, "BadCredentials"));
     let mut d = good.clone();
     d.session.version += 1;

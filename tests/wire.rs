@@ -665,7 +665,7 @@ fn seal_refuses_what_the_receiver_would_reject() {
         Err(candidate_error(0, CandidateError::Component(0)))
     );
     let mut d = description();
-    d.credentials.pwd = String::new();
+    d.credentials.pwd = Default::default();
     assert!(matches!(
         a_b.seal_with_nonce(&d, Nonce([0; 24])),
         Err(Error::Body(BodyError::CredentialLength {

@@ -15,25 +15,26 @@
 #![warn(missing_docs)]
 
 pub mod bfs;
+pub mod dfs;
 pub mod model;
 pub mod properties;
+pub mod shared;
 pub mod trace;
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use icepact::reference_agent::AgentKind;
 pub use icepact::RestartPolicy;
 pub use model::{Action, Budgets, IceModel, State};
-use stateright::{Checker, Model};
 
 /// Which search explores the state space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
     /// Our breadth-first search ([`bfs::search`]): single-threaded, shortest discoveries.
     Bfs,
-    /// stateright's depth-first checker, multi-threaded, low memory; violations are then
-    /// re-searched breadth-first for a shortest counterexample.
+    /// Our depth-first search ([`dfs::search`]): multi-threaded, memory bounded by the depth;
+    /// violations are then re-searched breadth-first for a shortest counterexample.
     Dfs,
 }
 
@@ -54,6 +55,9 @@ pub struct CheckOptions {
     pub timeout: Option<Duration>,
     /// Which real agent the reference agent behaves like.
     pub agent: AgentKind,
+    /// Partial-order reduction of independent sessions (3 peers only; see
+    /// [`IceModel::reduce`]).
+    pub reduction: bool,
 }
 
 impl Default for CheckOptions {
@@ -67,6 +71,7 @@ impl Default for CheckOptions {
             threads: 2,
             timeout: None,
             agent: AgentKind::Libwebrtc,
+            reduction: true,
         }
     }
 }
@@ -108,7 +113,7 @@ impl CheckOptions {
             RestartPolicy::Seed => "seed",
         };
         format!(
-            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}",
+            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}{}",
             self.peers,
             b.drops,
             b.replays,
@@ -120,13 +125,20 @@ impl CheckOptions {
             b.early_timers,
             b.timer_cap,
             b.link_capacity,
-            self.agent
+            self.agent,
+            if self.reduction || self.peers < 3 {
+                ""
+            } else {
+                " unreduced"
+            }
         )
     }
 
     /// The model these options check.
     pub fn model(&self) -> IceModel {
-        IceModel::with_agent(self.peers, self.policy, self.budgets, self.agent)
+        let mut model = IceModel::with_agent(self.peers, self.policy, self.budgets, self.agent);
+        model.reduction = self.reduction;
+        model
     }
 }
 
@@ -183,7 +195,6 @@ pub struct VerdictRow {
 /// order.
 pub fn check(opts: &CheckOptions) -> Vec<VerdictRow> {
     let model = opts.model();
-    let names: Vec<&'static str> = properties::PROPERTIES.iter().map(|p| p.name).collect();
     let (unique, depth, seconds, exhaustive, mut found) = match opts.engine {
         Engine::Bfs => {
             let out = bfs::search(
@@ -207,28 +218,14 @@ pub fn check(opts: &CheckOptions) -> Vec<VerdictRow> {
             )
         }
         Engine::Dfs => {
-            let start = Instant::now();
-            let mut builder = model.clone().checker().threads(opts.threads.max(1));
-            if let Some(t) = opts.timeout {
-                builder = builder.timeout(t);
-            }
-            let checker = builder.spawn_dfs().join();
-            let seconds = start.elapsed().as_secs_f64();
-            let discoveries = checker.discoveries();
-            let found: Vec<(&'static str, Option<Vec<Action>>)> = names
-                .iter()
-                .filter(|n| discoveries.contains_key(*n))
-                .map(|n| (*n, None))
-                .collect();
-            // `is_done()` cannot tell: the run was cut short if it hit the timeout, or stopped
-            // early because every property had a discovery (stateright's default finish rule).
-            let timed_out = opts.timeout.is_some_and(|t| start.elapsed() >= t);
-            let all_decided = found.len() == names.len();
+            let out = dfs::search(&model, opts.threads, opts.timeout);
+            let found: Vec<(&'static str, Option<Vec<Action>>)> =
+                out.discovered.iter().map(|n| (*n, None)).collect();
             (
-                checker.unique_state_count(),
-                checker.max_depth(),
-                seconds,
-                !timed_out && !all_decided,
+                out.unique_states,
+                out.max_depth,
+                out.seconds,
+                out.exhaustive,
                 found,
             )
         }

@@ -121,6 +121,9 @@ struct ConfigArgs {
     /// Most descriptions in flight per direction of a session.
     #[arg(long)]
     link_capacity: Option<u8>,
+    /// Explore every interleaving of the sessions of a mesh (no partial-order reduction).
+    #[arg(long)]
+    no_reduction: bool,
 }
 
 impl ConfigArgs {
@@ -151,6 +154,7 @@ impl ConfigArgs {
                 Agent::Str0m => AgentKind::Str0m,
                 Agent::Libwebrtc => AgentKind::Libwebrtc,
             },
+            reduction: !self.no_reduction,
             ..CheckOptions::default()
         }
     }

@@ -43,6 +43,7 @@ use icepact::{
 use stateright::{Model, Property};
 
 use crate::properties::{self, Flag};
+use crate::shared::Shared;
 
 /// Budgets of the environment. Each fault spends one unit of its budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -101,10 +102,11 @@ impl Budgets {
         ..Budgets::NONE
     };
 
-    /// The default budgets of the 3-peer mesh: three sessions share them.
+    /// The default budgets of the 3-peer mesh: a crash of any node with any floor, and one
+    /// timer firing per path (exhaustive with partial-order reduction).
     pub const THREE_PEERS: Budgets = Budgets {
         crashes: 1,
-        timer_cap: 2,
+        timer_cap: 1,
         ..Budgets::NONE
     };
 
@@ -182,34 +184,121 @@ pub struct PairStats {
     pub faults: u32,
 }
 
+/// Which session (or, for crashes, which node) each fault class may strike, fixed by the first
+/// step of a mesh model (see [`IceModel::reduce`]). [`Owners::ANY`] leaves a class shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Owners {
+    /// The node that may crash.
+    pub crash: u8,
+    /// The session of each per-session class, in [`FaultClass`] order.
+    pub session: [u8; 6],
+}
+
+/// The fault classes that strike one session (crashes strike a node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultClass {
+    /// Budget `drops`.
+    Drops,
+    /// Budget `replays` (replays and duplicates).
+    Replays,
+    /// Budget `failures`.
+    Failures,
+    /// Budget `lost_events`.
+    LostEvents,
+    /// Budget `quirks`.
+    Quirks,
+    /// Budget `restarts`.
+    Restarts,
+}
+
+impl FaultClass {
+    const ALL: [FaultClass; 6] = [
+        FaultClass::Drops,
+        FaultClass::Replays,
+        FaultClass::Failures,
+        FaultClass::LostEvents,
+        FaultClass::Quirks,
+        FaultClass::Restarts,
+    ];
+
+    fn budget(self, b: &Budgets) -> u8 {
+        match self {
+            FaultClass::Drops => b.drops,
+            FaultClass::Replays => b.replays,
+            FaultClass::Failures => b.failures,
+            FaultClass::LostEvents => b.lost_events,
+            FaultClass::Quirks => b.quirks,
+            FaultClass::Restarts => b.restarts,
+        }
+    }
+}
+
+impl Owners {
+    /// Every class shared by every session and node.
+    pub const ANY: Owners = Owners {
+        crash: u8::MAX,
+        session: [u8::MAX; 6],
+    };
+
+    fn allows(&self, class: FaultClass, session: usize) -> bool {
+        let o = self.session[class as usize];
+        o == u8::MAX || usize::from(o) == session
+    }
+
+    fn allows_crash(&self, node: usize) -> bool {
+        self.crash == u8::MAX || usize::from(self.crash) == node
+    }
+}
+
+/// Most nodes of a model mesh: fixed-size per-node and per-session arrays need no allocation.
+pub const MAX_NODES: usize = 3;
+
 /// The model state: the peers, the environment and what was observed on the way.
+///
+/// The peer ends, the messages in flight, the replay history and the credential registry are
+/// [`Shared`]: a successor state copies only what its step changes, and fingerprints hash their
+/// cached digests.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     /// Model time since the base instant.
     pub now: Duration,
     /// Peer ends, two per session: end `2p` is the lower node of pair `p`, `2p + 1` the higher.
-    pub ends: Vec<End>,
+    pub ends: Vec<Shared<End>>,
     /// Descriptions in flight, sorted (a multiset: reordering is free).
-    pub net: Vec<Msg>,
+    pub net: Vec<Shared<Msg>>,
     /// The first description (version 0) of every session sent so far, sorted, to replay
     /// from (emptied once no replay is left, so that it does not split states).
-    pub history: Vec<Msg>,
+    pub history: Shared<Vec<Shared<Msg>>>,
     /// What is left of the budgets.
     pub left: Budgets,
     /// Crashes per node.
-    pub crashes: Vec<u8>,
+    pub crashes: [u8; MAX_NODES],
     /// The epoch floor of each node's current incarnation.
-    pub floors: Vec<u64>,
+    pub floors: [u64; MAX_NODES],
     /// The node's current incarnation started with a floor not above its earlier epochs.
-    pub regressed: Vec<bool>,
+    pub regressed: [bool; MAX_NODES],
     /// Counters per session.
-    pub pairs: Vec<PairStats>,
+    pub pairs: [PairStats; MAX_NODES],
     /// Every credential ever created, with its epoch (to name the session an agent connects to).
-    pub creds: Vec<(Credentials, u64)>,
+    pub creds: Shared<Vec<(Credentials, u64)>>,
+    /// Which session or node each fault class may strike; `None` before the first step of a
+    /// mesh model with reduction, which chooses.
+    pub owners: Option<Owners>,
     /// Sticky flags: violations and sanity observations ([`Flag`]).
     pub flags: u16,
     /// The first violation, in words.
     pub detail: Option<String>,
+}
+
+impl State {
+    /// Computes the digests of the parts the last step changed.
+    fn seal(&mut self) {
+        for e in &mut self.ends {
+            e.seal();
+        }
+        self.history.seal();
+        self.creds.seal();
+    }
 }
 
 /// What the model does in one step.
@@ -245,6 +334,9 @@ pub enum Action {
     Crash(usize, Floor),
     /// The embedding asks peer end `e` to restart (budget `restarts`).
     Restart(usize),
+    /// The environment fixes which session or node each fault class may strike (the first
+    /// step of a mesh model with reduction).
+    Assign(Owners),
 }
 
 /// How an agent fails.
@@ -324,6 +416,9 @@ pub struct IceModel {
     pub budgets: Budgets,
     /// The fixed instant model time counts from.
     pub base: Instant,
+    /// Partial-order reduction of the independent sessions of a mesh (see
+    /// [`IceModel::reduce`]); on by default, no effect with 2 peers.
+    pub reduction: bool,
     config: Config,
     keys: Vec<PublicKey>,
     pairs: Vec<(usize, usize)>,
@@ -396,6 +491,7 @@ impl IceModel {
             policy,
             budgets,
             base: Instant::now(),
+            reduction: true,
             // The model polls agents every 60 s, after the other rules' deadlines (checking 30 s,
             // disconnected 25 s): correctness does not depend on the interval, and a shorter one
             // only spends the timer cap on repeats that are ignored before the other deadlines
@@ -470,7 +566,9 @@ impl IceModel {
     }
 
     fn violate(s: &mut State, flag: Flag, detail: String, log: &mut Option<&mut Vec<Note>>) {
-        if s.flags & flag.bit() == 0 && s.detail.is_none() {
+        // The smallest detail, not the first: independent steps taken in either order must
+        // reach the same state (see `reduced_actions`).
+        if s.detail.as_ref().is_none_or(|d| detail < *d) {
             s.detail = Some(detail.clone());
         }
         s.flags |= flag.bit();
@@ -625,7 +723,7 @@ impl IceModel {
                     s.pairs[e / 2].faults += 1;
                     match self.new_peer(e, crashes, value, now) {
                         Ok(peer) => {
-                            s.ends[e] = self.new_end(peer, true);
+                            s.ends[e] = Shared::new(self.new_end(peer, true));
                             self.drain(&mut s, e, &mut log);
                         }
                         Err(err) => Self::violate(
@@ -637,6 +735,7 @@ impl IceModel {
                     }
                 }
             }
+            Action::Assign(owners) => s.owners = Some(owners),
             Action::Restart(e) => {
                 s.left.restarts -= 1;
                 s.pairs[e / 2].faults += 1;
@@ -646,10 +745,11 @@ impl IceModel {
                 });
             }
         }
-        if s.left.replays == 0 {
-            s.history.clear();
+        if s.left.replays == 0 && !s.history.is_empty() {
+            s.history = Shared::new(Vec::new());
         }
         self.check_global(&mut s, &mut log);
+        s.seal();
         s
     }
 
@@ -661,7 +761,7 @@ impl IceModel {
         log: &mut Option<&mut Vec<Note>>,
         f: impl FnOnce(&mut Peer) -> Result<Disposition, Error>,
     ) {
-        let before = s.ends[e].peer.clone();
+        let before = s.ends[e].peer.newest_applied();
         match f(&mut s.ends[e].peer) {
             Ok(Disposition::Applied) => {}
             Ok(Disposition::Ignored(reason)) => {
@@ -682,7 +782,7 @@ impl IceModel {
                 log,
             ),
         }
-        if let Err(v) = invariants::monotonic_versions(&before, &s.ends[e].peer) {
+        if let Err(v) = invariants::monotonic_applied(before, s.ends[e].peer.newest_applied()) {
             Self::violate(
                 s,
                 Flag::MonotonicVersions,
@@ -693,7 +793,7 @@ impl IceModel {
         self.drain(s, e, log);
     }
 
-    fn push_net(s: &mut State, m: Msg) {
+    fn push_net(s: &mut State, m: Shared<Msg>) {
         let at = s.net.partition_point(|x| x.cmp_key(&m) == Ordering::Less);
         s.net.insert(at, m);
     }
@@ -710,7 +810,7 @@ impl IceModel {
                             d: short(&d),
                         });
                     }
-                    let m = Msg { to: e ^ 1, d };
+                    let m = Shared::new(Msg { to: e ^ 1, d });
                     // The replay history keeps the first description (version 0) of every
                     // session, sorted: the late initial offer is the replay that matters
                     // (cunicu B1, seed 001's restart rule), and a history of every version
@@ -837,7 +937,12 @@ impl IceModel {
             agent, credentials, ..
         } = &cmd
         {
-            s.creds.push((credentials.clone(), agent.0));
+            // Kept sorted: the registry is a set (looked up by credentials), and the order in
+            // which sessions of different peer ends were created must not split states.
+            let entry = (credentials.clone(), agent.0);
+            if let Err(at) = s.creds.binary_search(&entry) {
+                s.creds.insert(at, entry);
+            }
         }
         let creds = &s.creds;
         let result = s.ends[e].agent.handle_command(cmd, |remote| {
@@ -872,123 +977,8 @@ impl IceModel {
         }
     }
 
-    /// A readable one-line description of an action in state `s`.
-    pub fn describe(&self, s: &State, action: &Action) -> String {
-        let link = |m: &Msg| format!("{}→{}", self.end_name(m.to ^ 1), self.end_name(m.to));
-        match *action {
-            Action::Deliver(i) => {
-                let m = &s.net[i];
-                format!("deliver {} {}", link(m), short(&m.d))
-            }
-            Action::Drop(i) => {
-                let m = &s.net[i];
-                format!("FAULT drop {} {}", link(m), short(&m.d))
-            }
-            Action::Replay(i) => {
-                let m = &s.history[i];
-                format!("FAULT replay {} {}", link(m), short(&m.d))
-            }
-            Action::Duplicate(i) => {
-                let m = &s.net[i];
-                format!("FAULT duplicate {} {}", link(m), short(&m.d))
-            }
-            Action::AgentEvent(e) => match s.ends[e].agent.peek_event() {
-                Some((id, ev)) => format!(
-                    "{} agent {} reports {}",
-                    self.end_name(e),
-                    id.0,
-                    event_name(ev)
-                ),
-                None => format!("{} agent event", self.end_name(e)),
-            },
-            Action::Meet(p) => format!(
-                "agents of {} and {} connect",
-                self.end_name(2 * p),
-                self.end_name(2 * p + 1)
-            ),
-            Action::MeetLosing(p, e) => format!(
-                "agents of {} and {} connect, FAULT {}'s reports are lost",
-                self.end_name(2 * p),
-                self.end_name(2 * p + 1),
-                self.end_name(e)
-            ),
-            Action::Timer(e) => format!("{} timer fires (due)", self.end_name(e)),
-            Action::EarlyTimer(e) => format!("FAULT {} timer fires early", self.end_name(e)),
-            Action::LoseEvent(e) => {
-                let what = s.ends[e]
-                    .agent
-                    .lossy_event()
-                    .map_or(String::new(), |_| " report".to_string());
-                format!("FAULT {} agent{what} lost", self.end_name(e))
-            }
-            Action::Quirk(e) => format!("{} agent repeats a report (quirk)", self.end_name(e)),
-            Action::Fail(e, Failure::PairLost) => {
-                format!(
-                    "FAULT {} agent loses its pair (Disconnected)",
-                    self.end_name(e)
-                )
-            }
-            Action::Fail(e, Failure::GiveUp) => {
-                format!("FAULT {} agent gives up (Failed)", self.end_name(e))
-            }
-            Action::Crash(n, floor) => format!(
-                "FAULT node {} crashes (state lost), restarts with floor {floor:?}",
-                Self::node_name(n)
-            ),
-            Action::Restart(e) => format!("FAULT {} restart requested", self.end_name(e)),
-        }
-    }
-}
-
-fn event_name(ev: &AgentEvent) -> String {
-    match ev {
-        AgentEvent::LocalCandidate(c) => format!("local candidate {}", c.foundation),
-        other => format!("{other:?}"),
-    }
-}
-
-impl Model for IceModel {
-    type State = State;
-    type Action = Action;
-
-    fn init_states(&self) -> Vec<State> {
-        let now = self.base;
-        let mut s = State {
-            now: Duration::ZERO,
-            ends: Vec::new(),
-            net: Vec::new(),
-            history: Vec::new(),
-            left: self.budgets,
-            crashes: vec![0; self.peers],
-            floors: vec![epoch_floor(0); self.peers],
-            regressed: vec![false; self.peers],
-            pairs: vec![PairStats::default(); self.pairs.len()],
-            creds: Vec::new(),
-            flags: 0,
-            detail: None,
-        };
-        let mut log = None;
-        for e in 0..self.end_count() {
-            match self.new_peer(e, 0, epoch_floor(0), now) {
-                Ok(peer) => s.ends.push(self.new_end(peer, false)),
-                // Keys are distinct by construction, so `Peer::new` cannot fail; should it
-                // anyway, the model has no peers to check and says so through the flag.
-                Err(err) => {
-                    Self::violate(&mut s, Flag::InputsAccepted, err.to_string(), &mut log);
-                    return vec![s];
-                }
-            }
-        }
-        for e in 0..self.end_count() {
-            self.drain(&mut s, e, &mut log);
-        }
-        if s.left.replays == 0 {
-            s.history.clear();
-        }
-        vec![s]
-    }
-
-    fn actions(&self, s: &State, actions: &mut Vec<Action>) {
+    /// Every enabled action of `s`, without reduction.
+    pub fn all_actions(&self, s: &State, actions: &mut Vec<Action>) {
         if s.ends.len() != self.end_count() {
             return;
         }
@@ -1083,6 +1073,279 @@ impl Model for IceModel {
                     actions.push(Action::Restart(e));
                 }
             }
+        }
+    }
+
+    /// True if the first step assigns every fault class to one session (and crashes to one
+    /// node): a mesh with reduction whose budgets are all at most one. A budget of one spent on
+    /// some session is the same behaviour as that budget owned by that session from the start,
+    /// so the assignment loses nothing; it makes faults of different sessions independent.
+    pub fn assigns(&self) -> bool {
+        let b = &self.budgets;
+        self.reduction
+            && self.pairs.len() > 1
+            && b.crashes <= 1
+            && FaultClass::ALL.iter().all(|c| c.budget(b) <= 1)
+    }
+
+    /// Every assignment of the budgeted fault classes to sessions and of a crash to a node.
+    fn assignments(&self) -> Vec<Owners> {
+        let mut all = vec![Owners::ANY];
+        if self.budgets.crashes > 0 {
+            all = (0..self.peers)
+                .flat_map(|n| {
+                    all.iter().map(move |o| Owners {
+                        crash: n as u8,
+                        ..*o
+                    })
+                })
+                .collect();
+        }
+        for class in FaultClass::ALL {
+            if class.budget(&self.budgets) == 0 {
+                continue;
+            }
+            all = (0..self.pairs.len())
+                .flat_map(|p| {
+                    all.iter().map(move |o| {
+                        let mut o = *o;
+                        o.session[class as usize] = p as u8;
+                        o
+                    })
+                })
+                .collect();
+        }
+        all
+    }
+
+    /// The fault class of an action and the session it strikes, if it is a per-session fault.
+    fn fault_of(s: &State, action: &Action) -> Option<(FaultClass, usize)> {
+        Some(match *action {
+            Action::Drop(i) => (FaultClass::Drops, s.net.get(i)?.to / 2),
+            Action::Duplicate(i) => (FaultClass::Replays, s.net.get(i)?.to / 2),
+            Action::Replay(i) => (FaultClass::Replays, s.history.get(i)?.to / 2),
+            Action::LoseEvent(e) => (FaultClass::LostEvents, e / 2),
+            Action::MeetLosing(p, _) => (FaultClass::LostEvents, p),
+            Action::Quirk(e) => (FaultClass::Quirks, e / 2),
+            Action::Fail(e, _) => (FaultClass::Failures, e / 2),
+            Action::Restart(e) => (FaultClass::Restarts, e / 2),
+            _ => return None,
+        })
+    }
+
+    /// True unless `action` is a fault the assignment gives to another session or node.
+    fn owned(&self, s: &State, owners: &Owners, action: &Action) -> bool {
+        if let Action::Crash(n, _) = *action {
+            return owners.allows_crash(n);
+        }
+        Self::fault_of(s, action).is_none_or(|(class, p)| owners.allows(class, p))
+    }
+
+    /// The session an action acts on, if it is a *progress* action (a delivery, an agent
+    /// report, two agents meeting): one that spends no budget, does not move model time and
+    /// touches nothing of the other sessions.
+    fn progress_session(s: &State, action: &Action) -> Option<usize> {
+        match *action {
+            Action::Deliver(i) => s.net.get(i).map(|m| m.to / 2),
+            Action::AgentEvent(e) => Some(e / 2),
+            Action::Meet(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The one session an enabled action touches, or `None` if it touches several or moves
+    /// model time (crashes of a node with two sessions, timers).
+    fn session_of(&self, s: &State, action: &Action) -> Option<usize> {
+        match *action {
+            Action::Crash(..) | Action::Timer(_) | Action::EarlyTimer(_) | Action::Assign(_) => {
+                None
+            }
+            _ => Self::progress_session(s, action).or(Self::fault_of(s, action).map(|f| f.1)),
+        }
+    }
+
+    /// Partial-order reduction of a mesh (on with [`IceModel::assigns`]): explores only the
+    /// actions of one session `p` when `p` has a progress action, no early timer is left, and
+    /// no crash left can strike `p`'s nodes; `p` is the lowest such session. Every other
+    /// enabled action then touches other sessions only (faults are owned by one session) and
+    /// commutes with `p`'s actions without disabling them, and nothing but `p`'s own actions
+    /// can touch `p` before one of them runs. So every state in which no progress action is
+    /// enabled (every quiescent state, every end state with its sticky violation flags) stays
+    /// reachable. The argument in full is in docs/MODEL-CHECKING.md ("Partial-order
+    /// reduction"); `models/tests/pinned.rs` checks that reduced and unreduced runs agree.
+    pub fn reduce(&self, s: &State, actions: &mut Vec<Action>) {
+        if !self.assigns() || s.left.early_timers > 0 {
+            return;
+        }
+        let Some(owners) = s.owners else {
+            return;
+        };
+        let crash_node = (s.left.crashes > 0).then_some(usize::from(owners.crash));
+        let eligible = |p: usize| {
+            let (i, j) = self.pairs[p];
+            crash_node.is_none_or(|n| n != i && n != j)
+                && actions
+                    .iter()
+                    .any(|a| Self::progress_session(s, a) == Some(p))
+        };
+        let Some(p) = (0..self.pairs.len()).find(|&p| eligible(p)) else {
+            return;
+        };
+        actions.retain(|a| self.session_of(s, a) == Some(p));
+    }
+
+    /// A readable one-line description of an action in state `s`.
+    pub fn describe(&self, s: &State, action: &Action) -> String {
+        let link = |m: &Msg| format!("{}→{}", self.end_name(m.to ^ 1), self.end_name(m.to));
+        match *action {
+            Action::Deliver(i) => {
+                let m = &s.net[i];
+                format!("deliver {} {}", link(m), short(&m.d))
+            }
+            Action::Drop(i) => {
+                let m = &s.net[i];
+                format!("FAULT drop {} {}", link(m), short(&m.d))
+            }
+            Action::Replay(i) => {
+                let m = &s.history[i];
+                format!("FAULT replay {} {}", link(m), short(&m.d))
+            }
+            Action::Duplicate(i) => {
+                let m = &s.net[i];
+                format!("FAULT duplicate {} {}", link(m), short(&m.d))
+            }
+            Action::AgentEvent(e) => match s.ends[e].agent.peek_event() {
+                Some((id, ev)) => format!(
+                    "{} agent {} reports {}",
+                    self.end_name(e),
+                    id.0,
+                    event_name(ev)
+                ),
+                None => format!("{} agent event", self.end_name(e)),
+            },
+            Action::Meet(p) => format!(
+                "agents of {} and {} connect",
+                self.end_name(2 * p),
+                self.end_name(2 * p + 1)
+            ),
+            Action::MeetLosing(p, e) => format!(
+                "agents of {} and {} connect, FAULT {}'s reports are lost",
+                self.end_name(2 * p),
+                self.end_name(2 * p + 1),
+                self.end_name(e)
+            ),
+            Action::Timer(e) => format!("{} timer fires (due)", self.end_name(e)),
+            Action::EarlyTimer(e) => format!("FAULT {} timer fires early", self.end_name(e)),
+            Action::LoseEvent(e) => {
+                let what = s.ends[e]
+                    .agent
+                    .lossy_event()
+                    .map_or(String::new(), |_| " report".to_string());
+                format!("FAULT {} agent{what} lost", self.end_name(e))
+            }
+            Action::Quirk(e) => format!("{} agent repeats a report (quirk)", self.end_name(e)),
+            Action::Fail(e, Failure::PairLost) => {
+                format!(
+                    "FAULT {} agent loses its pair (Disconnected)",
+                    self.end_name(e)
+                )
+            }
+            Action::Fail(e, Failure::GiveUp) => {
+                format!("FAULT {} agent gives up (Failed)", self.end_name(e))
+            }
+            Action::Crash(n, floor) => format!(
+                "FAULT node {} crashes (state lost), restarts with floor {floor:?}",
+                Self::node_name(n)
+            ),
+            Action::Restart(e) => format!("FAULT {} restart requested", self.end_name(e)),
+            Action::Assign(o) => {
+                let mut out = String::from("faults may strike:");
+                if o.crash != u8::MAX {
+                    let _ = write!(out, " crash node {}", Self::node_name(usize::from(o.crash)));
+                }
+                for class in FaultClass::ALL {
+                    let p = o.session[class as usize];
+                    if p != u8::MAX {
+                        let (i, j) = self.pairs[usize::from(p)];
+                        let _ = write!(
+                            out,
+                            " {class:?} {}{}",
+                            Self::node_name(i),
+                            Self::node_name(j)
+                        );
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+fn event_name(ev: &AgentEvent) -> String {
+    match ev {
+        AgentEvent::LocalCandidate(c) => format!("local candidate {}", c.foundation),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Model for IceModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let now = self.base;
+        let mut s = State {
+            now: Duration::ZERO,
+            ends: Vec::new(),
+            net: Vec::new(),
+            history: Shared::new(Vec::new()),
+            left: self.budgets,
+            crashes: [0; MAX_NODES],
+            floors: [epoch_floor(0); MAX_NODES],
+            regressed: [false; MAX_NODES],
+            pairs: [PairStats::default(); MAX_NODES],
+            creds: Shared::new(Vec::new()),
+            owners: if self.assigns() {
+                None
+            } else {
+                Some(Owners::ANY)
+            },
+            flags: 0,
+            detail: None,
+        };
+        let mut log = None;
+        for e in 0..self.end_count() {
+            match self.new_peer(e, 0, epoch_floor(0), now) {
+                Ok(peer) => s.ends.push(Shared::new(self.new_end(peer, false))),
+                // Keys are distinct by construction, so `Peer::new` cannot fail; should it
+                // anyway, the model has no peers to check and says so through the flag.
+                Err(err) => {
+                    Self::violate(&mut s, Flag::InputsAccepted, err.to_string(), &mut log);
+                    return vec![s];
+                }
+            }
+        }
+        for e in 0..self.end_count() {
+            self.drain(&mut s, e, &mut log);
+        }
+        if s.left.replays == 0 {
+            s.history = Shared::new(Vec::new());
+        }
+        s.seal();
+        vec![s]
+    }
+
+    fn actions(&self, s: &State, actions: &mut Vec<Action>) {
+        let Some(owners) = s.owners else {
+            actions.extend(self.assignments().into_iter().map(Action::Assign));
+            return;
+        };
+        self.all_actions(s, actions);
+        if owners != Owners::ANY {
+            actions.retain(|a| self.owned(s, &owners, a));
+        }
+        if self.reduction {
+            self.reduce(s, actions);
         }
     }
 

@@ -203,6 +203,7 @@ fn action_end(a: &Action) -> usize {
         | Action::Drop(_)
         | Action::Replay(_)
         | Action::Duplicate(_)
-        | Action::Crash(..) => 0,
+        | Action::Crash(..)
+        | Action::Assign(_) => 0,
     }
 }

@@ -87,8 +87,8 @@ impl IceSession {
         let socket = Arc::new(UdpSocket::from_std(std_socket)?);
         let local = socket.local_addr()?;
         let mut agent = IceAgent::new(IceCreds {
-            ufrag: credentials.ufrag.clone(),
-            pass: credentials.pwd.clone(),
+            ufrag: credentials.ufrag.to_string(),
+            pass: credentials.pwd.to_string(),
         });
         agent.set_controlling(role == Role::Controlling);
         let reader = tokio::spawn(read_loop(Arc::clone(&socket), remote, id, inbound));
@@ -148,7 +148,7 @@ impl IceSession {
             CandidateKind::Relay => is::CandidateKind::Relayed,
         };
         self.agent.add_remote_candidate(is::Candidate::from_parts(
-            c.foundation.clone(),
+            c.foundation.to_string(),
             c.component,
             Protocol::Udp,
             c.priority,
@@ -163,8 +163,8 @@ impl IceSession {
     /// `Connect`: the remote credentials are known; connectivity checks start now.
     pub fn connect(&mut self, now: Instant, remote: &Credentials) {
         self.agent.set_remote_credentials(IceCreds {
-            ufrag: remote.ufrag.clone(),
-            pass: remote.pwd.clone(),
+            ufrag: remote.ufrag.to_string(),
+            pass: remote.pwd.to_string(),
         });
         self.started = true;
         self.agent.handle_timeout(now);

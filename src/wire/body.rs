@@ -118,8 +118,8 @@ impl Body {
                 }),
                 need_reply: creds.need_creds,
                 credentials: Credentials {
-                    ufrag: creds.ufrag,
-                    pwd: creds.pwd,
+                    ufrag: creds.ufrag.into(),
+                    pwd: creds.pwd.into(),
                 },
                 candidates,
                 end_of_candidates: m.end_of_candidates,
@@ -128,7 +128,7 @@ impl Body {
                         epoch: s.epoch,
                         version: s.version,
                     },
-                    ufrag: s.ufrag,
+                    ufrag: s.ufrag.into(),
                 }),
             },
         })
@@ -171,8 +171,8 @@ pub(crate) fn body_proto(
             version: a.version,
         }),
         credentials: Some(proto::Credentials {
-            ufrag: d.credentials.ufrag.clone(),
-            pwd: d.credentials.pwd.clone(),
+            ufrag: d.credentials.ufrag.to_string(),
+            pwd: d.credentials.pwd.to_string(),
             need_creds: d.need_reply,
         }),
         candidates,
@@ -180,7 +180,7 @@ pub(crate) fn body_proto(
         seen: d.seen.as_ref().map(|s| proto::Seen {
             epoch: s.session.epoch,
             version: s.session.version,
-            ufrag: s.ufrag.clone(),
+            ufrag: s.ufrag.to_string(),
         }),
     })
 }
@@ -238,7 +238,7 @@ fn candidate_to_proto(c: &Candidate) -> Result<proto::Candidate, CandidateError>
     Ok(proto::Candidate {
         r#type: kind,
         network_type: network,
-        foundation: c.foundation.clone(),
+        foundation: c.foundation.to_string(),
         component: c.component.into(),
         priority,
         address: ip_string(c.addr.ip()),
@@ -302,7 +302,7 @@ impl RawCandidate<'_> {
             transport,
             addr,
             priority,
-            foundation: self.foundation.to_owned(),
+            foundation: self.foundation.into(),
             component,
             related,
         })
@@ -506,7 +506,7 @@ fn read_seen(bytes: &[u8]) -> Result<Seen, BodyError> {
     check_credential("seen ufrag", ufrag)?;
     Ok(Seen {
         session,
-        ufrag: ufrag.to_owned(),
+        ufrag: ufrag.into(),
     })
 }
 
@@ -543,8 +543,8 @@ fn read_credentials(bytes: &[u8]) -> Result<(Credentials, bool), BodyError> {
     check_credential("pwd", pwd)?;
     Ok((
         Credentials {
-            ufrag: ufrag.to_owned(),
-            pwd: pwd.to_owned(),
+            ufrag: ufrag.into(),
+            pwd: pwd.into(),
         },
         need,
     ))

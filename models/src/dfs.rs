@@ -1,0 +1,330 @@
+//! A parallel depth-first search over a stateright [`Model`] with memory bounded by the depth.
+//!
+//! stateright's own DFS checker pushes every successor of a state on a work queue (with the
+//! path that reached it) and hands half of a thread's queue to a shared broker after every
+//! block, where it waits until another thread runs dry. On wide state spaces that broker grows
+//! without bound: the 2-peer check with a drop, a replay, a crash and a failure held 4.5 GB
+//! after 60 s. This search keeps, per thread, a stack of frames (a state, its actions and the
+//! next one to try) and generates successors one at a time, so a thread holds at most
+//! `depth × (one state + its actions)`. An idle thread gets work from a busy one: the busy
+//! thread hands over its *bottom* frame with actions left (the largest subtree it has left),
+//! and the receiver goes on where it would have. Visited states are 64-bit fingerprints in a sharded set; paths are not kept
+//! (counterexamples are found again, shortest, by [`crate::bfs`]).
+//!
+//! Fingerprints hash the state with ahash under fixed keys ([`crate::shared`]), so counts are
+//! the same in every run and on every thread count.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use stateright::{Expectation, Model};
+
+/// What a search found.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Distinct states visited.
+    pub unique_states: usize,
+    /// Successor states generated (revisits included).
+    pub generated: u64,
+    /// Longest path (initial state = 1).
+    pub max_depth: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Every reachable state was visited (not cut by the timeout, not stopped because every
+    /// property was decided).
+    pub exhaustive: bool,
+    /// Properties with a discovery (a violated `always`, a found `sometimes`), by name.
+    pub discovered: Vec<&'static str>,
+}
+
+/// Fingerprints are already uniform 64-bit hashes: the set uses them as they are.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+const SHARDS: usize = 64;
+
+/// The visited set: 64 shards, each a set of fingerprints behind its own lock.
+struct Visited {
+    shards: Vec<Mutex<HashSet<u64, BuildHasherDefault<IdHasher>>>>,
+    len: AtomicUsize,
+}
+
+impl Visited {
+    fn new() -> Visited {
+        Visited {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// True if `fp` was not in the set.
+    fn insert(&self, fp: u64) -> bool {
+        // The top bits pick the shard; the set hashes the whole fingerprint.
+        let shard = &self.shards[(fp >> 58) as usize % SHARDS];
+        // A poisoned shard only means another thread panicked; the set is still consistent.
+        let fresh = shard.lock().unwrap_or_else(|e| e.into_inner()).insert(fp);
+        if fresh {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        fresh
+    }
+}
+
+/// Work handed from a busy thread to idle ones.
+struct Queue<S, A> {
+    jobs: Vec<Frame<S, A>>,
+    idle: usize,
+    done: bool,
+}
+
+struct Shared<'a, M: Model> {
+    model: &'a M,
+    properties: Vec<stateright::Property<M>>,
+    visited: Visited,
+    queue: Mutex<Queue<M::State, M::Action>>,
+    wake: Condvar,
+    /// Threads waiting for work (mirrors `queue.idle` for a lock-free look).
+    idle: AtomicUsize,
+    /// Bit i: property i has a discovery.
+    discovered: AtomicU64,
+    stop: AtomicBool,
+    timed_out: AtomicBool,
+    generated: AtomicU64,
+    max_depth: AtomicUsize,
+    threads: usize,
+    deadline: Option<Instant>,
+}
+
+struct Frame<S, A> {
+    state: S,
+    actions: Vec<A>,
+    next: usize,
+    depth: usize,
+}
+
+fn fingerprint<T: Hash>(t: &T) -> u64 {
+    crate::shared::digest_of(t)
+}
+
+/// Depth-first search of `model` on `threads` threads, stopping after `timeout`.
+///
+/// Every state is checked against every property of the model that is not decided yet; the
+/// search stops early once every property has a discovery (as stateright's checker does).
+pub fn search<M>(model: &M, threads: usize, timeout: Option<Duration>) -> Outcome
+where
+    M: Model + Sync,
+    M::State: Hash + Send + Sync,
+    M::Action: Send + Clone,
+{
+    let start = Instant::now();
+    let threads = threads.max(1);
+    let shared = Shared {
+        model,
+        properties: model.properties(),
+        visited: Visited::new(),
+        queue: Mutex::new(Queue {
+            jobs: Vec::new(),
+            idle: 0,
+            done: false,
+        }),
+        wake: Condvar::new(),
+        idle: AtomicUsize::new(0),
+        discovered: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        timed_out: AtomicBool::new(false),
+        generated: AtomicU64::new(0),
+        max_depth: AtomicUsize::new(0),
+        threads,
+        deadline: timeout.and_then(|t| start.checked_add(t)),
+    };
+    let mut jobs = Vec::new();
+    for s in model.init_states() {
+        if shared.visited.insert(fingerprint(&s)) {
+            shared.check(&s);
+            jobs.push(shared.frame(s, 1));
+        }
+    }
+    lock(&shared.queue).jobs = jobs;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| shared.worker());
+        }
+    });
+    let bits = shared.discovered.load(Ordering::Relaxed);
+    let discovered: Vec<&'static str> = shared
+        .properties
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, p)| p.name)
+        .collect();
+    let all_decided = discovered.len() == shared.properties.len();
+    Outcome {
+        unique_states: shared.visited.len.load(Ordering::Relaxed),
+        generated: shared.generated.load(Ordering::Relaxed),
+        max_depth: shared.max_depth.load(Ordering::Relaxed),
+        seconds: start.elapsed().as_secs_f64(),
+        exhaustive: !shared.timed_out.load(Ordering::Relaxed) && !all_decided,
+        discovered,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked (which `scope` re-raises).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<M> Shared<'_, M>
+where
+    M: Model + Sync,
+    M::State: Hash + Send + Sync,
+    M::Action: Send + Clone,
+{
+    /// Checks the undecided properties on a new state; stops the search once all are decided.
+    fn check(&self, s: &M::State) {
+        let bits = self.discovered.load(Ordering::Relaxed);
+        for (i, p) in self.properties.iter().enumerate() {
+            if bits & (1 << i) != 0 {
+                continue;
+            }
+            let holds = (p.condition)(self.model, s);
+            let discovered = match p.expectation {
+                Expectation::Always | Expectation::Eventually => !holds,
+                Expectation::Sometimes => holds,
+            };
+            if discovered {
+                let all = self.discovered.fetch_or(1 << i, Ordering::Relaxed) | (1 << i);
+                if all.count_ones() as usize == self.properties.len() {
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// A new unique successor of `state` by `action`, checked, or `None` if seen before.
+    fn successor(&self, state: &M::State, action: M::Action) -> Option<M::State> {
+        let next = self.model.next_state(state, action)?;
+        self.generated.fetch_add(1, Ordering::Relaxed);
+        if !self.visited.insert(fingerprint(&next)) {
+            return None;
+        }
+        self.check(&next);
+        Some(next)
+    }
+
+    fn frame(&self, state: M::State, depth: usize) -> Frame<M::State, M::Action> {
+        let mut actions = Vec::new();
+        self.model.actions(&state, &mut actions);
+        Frame {
+            state,
+            actions,
+            next: 0,
+            depth,
+        }
+    }
+
+    /// Takes a job, waiting while other threads may still hand one over; `None` when the search
+    /// is over.
+    fn take_job(&self) -> Option<Frame<M::State, M::Action>> {
+        let mut q = lock(&self.queue);
+        loop {
+            if q.done || self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some(job) = q.jobs.pop() {
+                return Some(job);
+            }
+            q.idle += 1;
+            self.idle.fetch_add(1, Ordering::Relaxed);
+            if q.idle == self.threads {
+                // Everyone is idle and nothing is queued: done.
+                q.done = true;
+                self.wake.notify_all();
+                return None;
+            }
+            q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.idle -= 1;
+            self.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn worker(&self) {
+        let mut stack: Vec<Frame<M::State, M::Action>> = Vec::new();
+        let mut max_depth = 0;
+        let mut steps = 0u32;
+        'work: while let Some(job) = self.take_job() {
+            stack.push(job);
+            while let Some(top) = stack.last_mut() {
+                max_depth = max_depth.max(top.depth);
+                steps = steps.wrapping_add(1);
+                if steps.is_multiple_of(1024) {
+                    if self.stop.load(Ordering::Relaxed) {
+                        break 'work;
+                    }
+                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                        self.timed_out.store(true, Ordering::Relaxed);
+                        self.stop.store(true, Ordering::Relaxed);
+                        self.wake.notify_all();
+                        break 'work;
+                    }
+                }
+                if steps.is_multiple_of(16) && self.idle.load(Ordering::Relaxed) > 0 {
+                    self.hand_over(&mut stack);
+                }
+                let Some(top) = stack.last_mut() else {
+                    break;
+                };
+                if top.next == top.actions.len() {
+                    stack.pop();
+                    continue;
+                }
+                let action = top.actions[top.next].clone();
+                top.next += 1;
+                let depth = top.depth + 1;
+                if let Some(next) = self.successor(&top.state, action) {
+                    stack.push(self.frame(next, depth));
+                }
+            }
+        }
+        self.max_depth.fetch_max(max_depth, Ordering::Relaxed);
+        // Wake the idle threads so they see the end.
+        self.wake.notify_all();
+    }
+
+    /// Gives idle threads the bottom frames that still have actions to try (the largest
+    /// subtrees this thread has left): the receiver goes on where this thread would have.
+    fn hand_over(&self, stack: &mut Vec<Frame<M::State, M::Action>>) {
+        let want = self.idle.load(Ordering::Relaxed);
+        let mut given = Vec::new();
+        // Keep the top frame: this thread is working on it.
+        let mut i = 0;
+        while given.len() < want && i + 1 < stack.len() {
+            if stack[i].next < stack[i].actions.len() {
+                given.push(stack.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if !given.is_empty() {
+            lock(&self.queue).jobs.extend(given);
+            self.wake.notify_all();
+        }
+    }
+}
