@@ -19,14 +19,18 @@
 //!   depth-first checker on `num_cpus::get()` threads with the system allocator. The first
 //!   run builds it (about 2 minutes; its dev-dependencies come from crates.io); if that
 //!   fails, the bench says so and still measures icepact.
-//! - **icepact**: [`icepact_models::check`] with [`CheckOptions::default`] (2 peers, depth
-//!   first on 2 threads) in this process, which installs mimalloc as the global allocator
-//!   like the `icepact-check` binary does, so the figure is the one users get.
+//! - **icepact**: [`icepact_models::check`] with [`CheckOptions::default`] (2 peers, the
+//!   default depth-first search on 2 threads) in this process, which installs mimalloc as the
+//!   global allocator like the `icepact-check` binary does, so the figure is the one users get.
 //!
-//! Timing. icepact's seconds are the checker's own ([`VerdictRow::seconds`]: spawn to join).
-//! The example only reports through stateright's `report()`, which polls the checker once a
-//! second and prints `sec=` as whole seconds, so both its `sec=` and the wall clock around the
-//! process run late by up to a second. The table uses the wall clock measured here around the
+//! The two differ in model and in checker (`check` runs icepact's own depth-first search,
+//! models/src/dfs.rs, not stateright's), so the ratio compares what each user gets, not one
+//! checker on two models.
+//!
+//! Timing. icepact's seconds are the search's own ([`VerdictRow::seconds`]: its start to the
+//! end of its threads). The example only reports through stateright's `report()`, which polls
+//! the checker once a second and prints `sec=` as whole seconds, so both its `sec=` and the
+//! wall clock around the process run late by up to a second. The table uses the wall clock measured here around the
 //! process (finer than `sec=`, which each run line also shows); each run line also brackets
 //! the real finish between the last `Checking.` progress line (the checker was not done yet)
 //! and the `Done.` line, which bounds the rate from both sides.
@@ -52,12 +56,13 @@ use icepact_models::{all_pass, check, CheckOptions, VerdictRow};
 const DEFAULT_ROUNDS: usize = 3;
 
 /// Default resource managers of `2pc check`. Measured on this 2-core machine (2 checker
-/// threads, otherwise idle): 8 RMs = 1,745,408 unique states in ~3.5 s, 9 = 10,340,352 in
-/// ~27 s (10 = 61,515,776 takes minutes). 9 rather than the few-second 8: stateright's reporter
-/// polls the checker once a second, so the wall clock runs late by up to 1 s, up to ~30% of an
-/// 8-RM run but under 4% of a 9-RM run; and the rate falls as the state space grows, so 9's
-/// 10 M states compare better with icepact's ~5 M than 8's 1.7 M. `ICEPACT_BENCH_RMS=8` gives
-/// a quick, rougher figure.
+/// threads, otherwise idle): 8 RMs = 1,745,408 unique states in 5.0 s by the wall clock, of
+/// which the checker needed only ~4.2 s (its progress line at 4 s already showed 91-98% of the
+/// states); 9 = 10,340,352 in 29-32 s; 10 = 61,515,776 takes minutes. 9 rather than the
+/// few-second 8: stateright's reporter polls the checker once a second, so the wall clock runs
+/// late by up to 1 s, ~20% of an 8-RM run but under 4% of a 9-RM run; and the rate falls as the
+/// state space grows (~400 k/s at 8, ~330 k/s at 9), so 9's 10 M states compare better with
+/// icepact's ~5 M than 8's 1.7 M. `ICEPACT_BENCH_RMS=8` gives a quick, rougher figure.
 const DEFAULT_RMS: usize = 9;
 
 /// One measured run.

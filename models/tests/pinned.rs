@@ -72,10 +72,10 @@ fn three_peers_with_a_crash_are_exhaustive_and_pinned() {
 }
 
 /// Partial-order reduction changes nothing but the count: reduced and unreduced runs of the
-/// fault-free 3-peer mesh agree on every verdict (42.5 M unreduced states, about two minutes
+/// fault-free 3-peer mesh agree on every verdict (42.5 M unreduced states, about six minutes
 /// on two cores, so `.ci/run` runs it with `--ignored`).
 #[test]
-#[ignore = "about two minutes; run by .ci/run"]
+#[ignore = "about six minutes in release; run by .ci/run"]
 fn reduced_and_unreduced_meshes_agree_on_every_verdict() {
     let opts = |reduction| CheckOptions {
         peers: 3,

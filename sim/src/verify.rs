@@ -50,9 +50,8 @@ pub struct Verdict {
 /// The model-checking part of the verification run: the default 2-peer configuration (a crash
 /// with any floor, an agent failure of either kind, a lost report) and replays after a crash
 /// exhaustively (DFS, 2 threads), 3 peers with a crash exhaustively (partial-order reduction),
-/// and seed 001's policy under the replay
-/// budgets breadth-first and time-boxed (BFS reaches its shallow counterexamples in seconds and
-/// they are shortest).
+/// and seed 001's policy under the replay budgets breadth-first with a time box (it finishes
+/// exhaustively in seconds; BFS counterexamples are shortest).
 pub fn model_suite(seconds: u64) -> Vec<CheckOptions> {
     let box_ = Some(std::time::Duration::from_secs(seconds));
     let two = CheckOptions::default();
