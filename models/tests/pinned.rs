@@ -135,6 +135,18 @@ fn bfs_and_dfs_agree_on_a_small_configuration() {
     let bfs = check(&opts(Engine::Bfs));
     let dfs = check(&opts(Engine::Dfs));
     assert_eq!(bfs[0].unique_states, dfs[0].unique_states);
+    // The DFS count does not depend on how many threads share the work.
+    for threads in [1, 4] {
+        let rows = check(&CheckOptions {
+            threads,
+            ..opts(Engine::Dfs)
+        });
+        assert_eq!(
+            rows[0].unique_states, dfs[0].unique_states,
+            "{threads} threads"
+        );
+        assert!(rows[0].exhaustive);
+    }
     assert_eq!(bfs[0].unique_states, 1_304);
     // Without crashes and failures the restart examples are unreachable; invariants hold.
     assert!(bfs
