@@ -256,7 +256,15 @@ pub fn check(opts: &CheckOptions) -> Vec<VerdictRow> {
         if outcome == Outcome::Violated {
             let path = match discovered.and_then(|(_, p)| p.take()) {
                 Some(p) => Some(p),
-                None => shortest_counterexample(&model, info.name, opts.timeout),
+                None => {
+                    // The breadth-first search can take as long as the check itself: say why.
+                    eprintln!(
+                        "{} violated after {unique} states; searching breadth-first for a \
+                         shortest counterexample",
+                        info.name
+                    );
+                    shortest_counterexample(&model, info.name, opts.timeout)
+                }
             };
             if let Some(path) = path {
                 row.path_len = Some(path.len());

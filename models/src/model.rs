@@ -102,6 +102,20 @@ impl Budgets {
         ..Budgets::NONE
     };
 
+    /// The network's, the process's, the agent's and the embedding's faults at once, one of
+    /// each: a drop, a replay or duplicate, a crash with any floor, an agent failure of either
+    /// kind, a restart request and an early timer (the verification run's `--deep` suite; lost
+    /// reports are in [`Budgets::TWO_PEERS`], quirks in [`Budgets::TWO_PEERS_REPLAY`]).
+    pub const TWO_PEERS_ALL: Budgets = Budgets {
+        drops: 1,
+        replays: 1,
+        crashes: 1,
+        failures: 1,
+        restarts: 1,
+        early_timers: 1,
+        ..Budgets::NONE
+    };
+
     /// The default budgets of the 3-peer mesh: a crash of any node with any floor, and one
     /// timer firing per path (exhaustive with partial-order reduction).
     pub const THREE_PEERS: Budgets = Budgets {

@@ -55,6 +55,10 @@ enum Cmd {
         /// Seeds of the seed-001-policy sweep.
         #[arg(long, default_value_t = 2_000)]
         seeds_seed_policy: u64,
+        /// Add the long model checks: every fault class at once on 2 peers, exhaustively
+        /// (minutes; CI runs it).
+        #[arg(long)]
+        deep: bool,
     },
     /// Run many seeds (swarm: each seed draws its own fault profile) and print a summary.
     Sweep {
@@ -121,11 +125,13 @@ fn main() -> ExitCode {
             seeds,
             seeds_three,
             seeds_seed_policy,
+            deep,
         } => {
             let opts = VerifyOptions {
                 seeds_two: seeds,
                 seeds_three,
                 seeds_seed_policy,
+                deep,
                 ..VerifyOptions::default()
             };
             let verdict = verify(&opts, true);

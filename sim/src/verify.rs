@@ -24,6 +24,8 @@ pub struct VerifyOptions {
     pub threads: usize,
     /// Time box of the non-default model-checking configurations.
     pub model_seconds: u64,
+    /// Add the long model checks ([`Budgets::TWO_PEERS_ALL`], exhaustive).
+    pub deep: bool,
 }
 
 impl Default for VerifyOptions {
@@ -34,6 +36,7 @@ impl Default for VerifyOptions {
             seeds_seed_policy: 2_000,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             model_seconds: 20,
+            deep: false,
         }
     }
 }
@@ -52,10 +55,10 @@ pub struct Verdict {
 /// exhaustively (DFS, 2 threads), 3 peers with a crash exhaustively (partial-order reduction),
 /// and seed 001's policy under the replay budgets breadth-first with a time box (it finishes
 /// exhaustively in seconds; BFS counterexamples are shortest).
-pub fn model_suite(seconds: u64) -> Vec<CheckOptions> {
+pub fn model_suite(seconds: u64, deep: bool) -> Vec<CheckOptions> {
     let box_ = Some(std::time::Duration::from_secs(seconds));
     let two = CheckOptions::default();
-    vec![
+    let mut suite = vec![
         two.clone(),
         CheckOptions {
             budgets: Budgets::TWO_PEERS_REPLAY,
@@ -71,9 +74,16 @@ pub fn model_suite(seconds: u64) -> Vec<CheckOptions> {
             budgets: Budgets::TWO_PEERS_REPLAY,
             engine: Engine::Bfs,
             timeout: box_,
-            ..two
+            ..two.clone()
         },
-    ]
+    ];
+    if deep {
+        suite.push(CheckOptions {
+            budgets: Budgets::TWO_PEERS_ALL,
+            ..two
+        });
+    }
+    suite
 }
 
 /// The simulator's invariants, as rows of the verdict table.
@@ -110,7 +120,10 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         cells.entry(prop).or_default().insert(col, text);
     };
 
-    for (i, opts) in model_suite(opts.model_seconds).into_iter().enumerate() {
+    for (i, opts) in model_suite(opts.model_seconds, opts.deep)
+        .into_iter()
+        .enumerate()
+    {
         let col = columns.len();
         let seed_policy = opts.policy == RestartPolicy::Seed;
         let default_config = i == 0;
@@ -121,7 +134,13 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             "model {}p {}{}",
             opts.peers,
             if seed_policy { "seed" } else { "epoch" },
-            if replay_config { " replay" } else { "" }
+            if replay_config {
+                " replay"
+            } else if opts.budgets == Budgets::TWO_PEERS_ALL {
+                " all faults"
+            } else {
+                ""
+            }
         ));
         if progress {
             eprintln!("model checking {} ...", opts.label());
@@ -163,7 +182,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             } else if replay_config {
                 pass &= r.outcome != Outcome::Violated && r.exhaustive;
             } else {
-                // The 3-peer mesh: exhaustive (with partial-order reduction), no violation.
+                // The 3-peer mesh (partial-order reduction) and every fault at once: exhaustive,
+                // no violation.
                 pass &= r.outcome != Outcome::Violated && r.exhaustive;
             }
         }
