@@ -27,8 +27,6 @@ use stateright::{Expectation, Model};
 pub struct Outcome {
     /// Distinct states visited.
     pub unique_states: usize,
-    /// Successor states generated (revisits included).
-    pub generated: u64,
     /// Longest path (initial state = 1).
     pub max_depth: usize,
     /// Wall-clock seconds.
@@ -63,27 +61,25 @@ const SHARDS: usize = 64;
 /// The visited set: 64 shards, each a set of fingerprints behind its own lock.
 struct Visited {
     shards: Vec<Mutex<HashSet<u64, BuildHasherDefault<IdHasher>>>>,
-    len: AtomicUsize,
 }
 
 impl Visited {
     fn new() -> Visited {
         Visited {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            len: AtomicUsize::new(0),
         }
+    }
+
+    /// Fingerprints in the set (read at the end, when no thread inserts any more).
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     /// True if `fp` was not in the set.
     fn insert(&self, fp: u64) -> bool {
         // The top bits pick the shard; the set hashes the whole fingerprint.
         let shard = &self.shards[(fp >> 58) as usize % SHARDS];
-        // A poisoned shard only means another thread panicked; the set is still consistent.
-        let fresh = shard.lock().unwrap_or_else(|e| e.into_inner()).insert(fp);
-        if fresh {
-            self.len.fetch_add(1, Ordering::Relaxed);
-        }
-        fresh
+        lock(shard).insert(fp)
     }
 }
 
@@ -94,7 +90,7 @@ struct Queue<S, A> {
     done: bool,
 }
 
-struct Shared<'a, M: Model> {
+struct Search<'a, M: Model> {
     model: &'a M,
     properties: Vec<stateright::Property<M>>,
     visited: Visited,
@@ -106,7 +102,6 @@ struct Shared<'a, M: Model> {
     discovered: AtomicU64,
     stop: AtomicBool,
     timed_out: AtomicBool,
-    generated: AtomicU64,
     max_depth: AtomicUsize,
     threads: usize,
     deadline: Option<Instant>,
@@ -135,7 +130,7 @@ where
 {
     let start = Instant::now();
     let threads = threads.max(1);
-    let shared = Shared {
+    let shared = Search {
         model,
         properties: model.properties(),
         visited: Visited::new(),
@@ -149,7 +144,6 @@ where
         discovered: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         timed_out: AtomicBool::new(false),
-        generated: AtomicU64::new(0),
         max_depth: AtomicUsize::new(0),
         threads,
         deadline: timeout.and_then(|t| start.checked_add(t)),
@@ -177,8 +171,7 @@ where
         .collect();
     let all_decided = discovered.len() == shared.properties.len();
     Outcome {
-        unique_states: shared.visited.len.load(Ordering::Relaxed),
-        generated: shared.generated.load(Ordering::Relaxed),
+        unique_states: shared.visited.len(),
         max_depth: shared.max_depth.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
         exhaustive: !shared.timed_out.load(Ordering::Relaxed) && !all_decided,
@@ -191,7 +184,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<M> Shared<'_, M>
+impl<M> Search<'_, M>
 where
     M: Model + Sync,
     M::State: Hash + Send + Sync,
@@ -221,7 +214,6 @@ where
     /// A new unique successor of `state` by `action`, checked, or `None` if seen before.
     fn successor(&self, state: &M::State, action: M::Action) -> Option<M::State> {
         let next = self.model.next_state(state, action)?;
-        self.generated.fetch_add(1, Ordering::Relaxed);
         if !self.visited.insert(fingerprint(&next)) {
             return None;
         }
@@ -241,7 +233,9 @@ where
     }
 
     /// Takes a job, waiting while other threads may still hand one over; `None` when the search
-    /// is over.
+    /// is over. The wait needs no timeout: it ends when a busy thread hands over work, when
+    /// every thread is idle (nothing is left), or when a thread stops the search (deadline or
+    /// every property decided), and each of these notifies the waiters.
     fn take_job(&self) -> Option<Frame<M::State, M::Action>> {
         let mut q = lock(&self.queue);
         loop {

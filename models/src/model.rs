@@ -581,7 +581,7 @@ impl IceModel {
 
     fn violate(s: &mut State, flag: Flag, detail: String, log: &mut Option<&mut Vec<Note>>) {
         // The smallest detail, not the first: independent steps taken in either order must
-        // reach the same state (see `reduced_actions`).
+        // reach the same state (see `IceModel::reduce`).
         if s.detail.as_ref().is_none_or(|d| detail < *d) {
             s.detail = Some(detail.clone());
         }
