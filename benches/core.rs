@@ -3,14 +3,30 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use icepact::{AgentEvent, Candidate, Config, Description, Output, Peer, PublicKey};
+use icepact::{AgentEvent, Candidate, Config, Description, Output, Peer, PublicKey, Seed};
 
 /// B bound to A's session (and confirmed), plus A's newest description.
 fn bound_pair() -> (Peer, Description, Instant) {
     let now = Instant::now();
     let (ka, kb) = (PublicKey([1; 32]), PublicKey([2; 32]));
-    let mut a = Peer::new(Config::default(), ka, kb, 1, 1, now).unwrap();
-    let mut b = Peer::new(Config::default(), kb, ka, 1, 2, now).unwrap();
+    let mut a = Peer::new(
+        Config::default(),
+        ka,
+        kb,
+        1,
+        Seed::insecure_from_u64(1),
+        now,
+    )
+    .unwrap();
+    let mut b = Peer::new(
+        Config::default(),
+        kb,
+        ka,
+        1,
+        Seed::insecure_from_u64(2),
+        now,
+    )
+    .unwrap();
     // Exchange until quiet, feeding one local candidate to each agent.
     for round in 0..6 {
         let from_a = drain(&mut a);
@@ -82,7 +98,7 @@ fn benches(c: &mut Criterion) {
         PublicKey([1; 32]),
         PublicKey([2; 32]),
         1,
-        1,
+        Seed::insecure_from_u64(1),
         now,
     )
     .unwrap();

@@ -108,7 +108,7 @@ mod tests {
             jitter_permille: u32::MAX,
             max: Duration::MAX,
         };
-        let mut rng = SessionRng::from_seed(1);
+        let mut rng = SessionRng::from_seed(crate::Seed::insecure_from_u64(1));
         for k in [0, 1, 2, u32::MAX] {
             let (lo, hi) = b.bounds(k);
             assert!(lo <= hi);
@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn jittered_intervals_stay_in_bounds() {
         let b = Backoff::default();
-        let mut rng = SessionRng::from_seed(7);
+        let mut rng = SessionRng::from_seed(crate::Seed::insecure_from_u64(7));
         for k in 0..20 {
             let (lo, hi) = b.bounds(k);
             for _ in 0..50 {

@@ -18,6 +18,13 @@ pub struct Config {
     /// because an agent may skip or lose its Checking report. Default 30 s: pion's
     /// disconnected plus failed timeout, the time pion checks before it reports Failed.
     pub checking_timeout: Duration,
+    /// How long the agent may take from `Gather` to its first local candidate before the
+    /// session is restarted (rule GATHERING_TIMEOUT). A gathering that finds nothing (no usable
+    /// interface, a bind address that is not local, every STUN server unreachable) would
+    /// otherwise leave both peers in New for good. The deadline doubles with each consecutive
+    /// gathering timeout, up to 8 times this value, and is back to this value once a candidate
+    /// arrives. Default 10 s.
+    pub gathering_timeout: Duration,
     /// How often the peer asks a Connected or Completed agent to report its state again
     /// ([`AgentCommand::ReportState`](crate::AgentCommand::ReportState), rule REPORT_POLL).
     /// These states have no deadline (a pair may live for days) and agents never repeat a
@@ -41,6 +48,7 @@ impl Default for Config {
             backoff: Backoff::default(),
             disconnected_timeout: Duration::from_secs(25),
             checking_timeout: Duration::from_secs(30),
+            gathering_timeout: Duration::from_secs(10),
             report_poll_interval: Duration::from_secs(10),
             max_input_lag: Duration::from_secs(1),
             max_candidates: 32,

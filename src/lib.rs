@@ -11,12 +11,14 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use icepact::{AgentCommand, Config, ConnectionState, Output, Peer, PublicKey};
+//! use icepact::{AgentCommand, Config, ConnectionState, Output, Peer, PublicKey, Seed};
 //!
 //! let now = Instant::now();
 //! let (a_key, b_key) = (PublicKey([1; 32]), PublicKey([2; 32]));
-//! let mut a = Peer::new(Config::default(), a_key, b_key, 1, 7, now)?;
-//! let mut b = Peer::new(Config::default(), b_key, a_key, 1, 8, now)?;
+//! // Seeds are secret: draw them from the OS (`Seed::from_rng(&mut OsRng)`) in production.
+//! let (seed_a, seed_b) = (Seed::from_bytes([7; 32]), Seed::from_bytes([8; 32]));
+//! let mut a = Peer::new(Config::default(), a_key, b_key, 1, seed_a, now)?;
+//! let mut b = Peer::new(Config::default(), b_key, a_key, 1, seed_b, now)?;
 //!
 //! // Drain A: it created an agent and wants its first description sent to B.
 //! let mut to_b = Vec::new();
@@ -56,7 +58,9 @@ mod candidate;
 mod config;
 mod credentials;
 mod description;
+mod endpoint;
 mod error;
+mod guard;
 pub mod invariants;
 mod keys;
 mod peer;
@@ -82,9 +86,12 @@ pub use candidate::{Candidate, CandidateKind, Transport};
 pub use config::Config;
 pub use credentials::{Credentials, MAX_CREDENTIAL_LEN, PWD_LEN, UFRAG_LEN};
 pub use description::{Description, Seen, SessionRef};
+pub use endpoint::{Endpoint, EndpointConfig, EndpointError, EndpointOutput, Refusal};
 pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
+pub use guard::{InboundLimits, PeerStats};
 pub use keys::{PublicKey, Role};
 pub use peer::{Event, Output, Peer, RestartCause};
+pub use rng::{OsRandomError, Seed};
 pub use rules::RestartPolicy;
 /// The string type of credentials and candidate foundations: cloned without allocation (short
 /// strings inline, longer ones shared), so peers and descriptions are cheap to copy.

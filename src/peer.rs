@@ -10,7 +10,7 @@ use crate::credentials::Credentials;
 use crate::description::{Description, Seen, SessionRef};
 use crate::error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
 use crate::keys::{PublicKey, Role};
-use crate::rng::SessionRng;
+use crate::rng::{Seed, SessionRng};
 use crate::rules::{self, RestartPolicy, Verdict, View};
 use crate::state::{report_outcome, transition, ConnectionState, Report, ReportOutcome, Trigger};
 
@@ -20,6 +20,10 @@ const HINT_INTERVAL: Duration = Duration::from_millis(500);
 /// Shortest timer: a zero duration in the configuration must not arm a timer at `now` (which
 /// `poll_timeout` promises never to return).
 const MIN_TIMER: Duration = Duration::from_millis(1);
+
+/// Consecutive gathering timeouts double the deadline up to `2^MAX_GATHERING_DOUBLINGS` times
+/// [`Config::gathering_timeout`] (rule GATHERING_TIMEOUT).
+const MAX_GATHERING_DOUBLINGS: u32 = 3;
 
 /// Floors and epochs a remote can make us catch up to stay below this, so that neither an
 /// embedding nor a malicious (authenticated) remote can put us at the end of the range, where
@@ -68,7 +72,7 @@ fn take_due(slot: &mut Option<Instant>, now: Instant) -> bool {
 /// before the latest `now` the peer was given.
 ///
 /// The peer reads no clock and no global RNG: time comes in as arguments and randomness
-/// (credentials, jitter) from the seed given to [`Peer::new`]. The same inputs give the same
+/// (credentials, jitter) from the secret [`Seed`] given to [`Peer::new`]. The same inputs give the same
 /// outputs, and the whole value is `Clone + Eq + Hash` with deterministic iteration, so the model
 /// checker and the simulator run this code, not a copy of its rules.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -93,6 +97,8 @@ pub struct Peer {
     catch_ups: u32,
     catch_up_after: Option<Instant>,
     timers: Timers,
+    /// Gathering timeouts since the last local candidate (rule GATHERING_TIMEOUT's back-off).
+    gathering_timeouts: u32,
     restarts: u32,
     last_now: Option<Instant>,
     send_pending: bool,
@@ -131,6 +137,15 @@ pub enum Event {
         /// Restarts so far, this one included.
         restarts: u32,
     },
+    /// The agent finished gathering without a single local candidate: the session cannot
+    /// connect. Usual causes: no usable network interface, a bind address that is not local,
+    /// every STUN/TURN server unreachable. The peer restarts the session when the gathering
+    /// deadline passes (rule GATHERING_TIMEOUT, [`RestartCause::GatheringTimeout`]), with a
+    /// growing deadline while this keeps happening.
+    NoLocalCandidates {
+        /// Gathering timeouts in a row before this gathering.
+        timeouts: u32,
+    },
     /// Remote candidates that arrived after the remote's end-of-candidates were dropped
     /// (RFC 8838 §14: "MUST ignore newly received candidates").
     CandidatesAfterEndOfCandidates {
@@ -154,6 +169,9 @@ pub enum RestartCause {
     /// The agent did not reach Connected within [`Config::checking_timeout`] of `Connect`
     /// (rule CHECKING_TIMEOUT).
     CheckingTimeout,
+    /// The agent gathered no local candidate within [`Config::gathering_timeout`] (doubled
+    /// per consecutive timeout) of `Gather` (rule GATHERING_TIMEOUT).
+    GatheringTimeout,
     /// The remote applied a session of ours that this process never sent: our epoch floor went
     /// back, and the session moved above it (rule EPOCH_CATCH_UP).
     EpochCatchUp {
@@ -221,6 +239,8 @@ struct Timers {
     disconnected: Option<Instant>,
     /// Restart if still Connecting or Checking (rule CHECKING_TIMEOUT).
     checking: Option<Instant>,
+    /// Restart if still without a local candidate (rule GATHERING_TIMEOUT).
+    gathering: Option<Instant>,
     /// Ask a Connected or Completed agent for its state again (rule REPORT_POLL).
     poll: Option<Instant>,
 }
@@ -235,13 +255,14 @@ impl Peer {
     /// stepped back, a snapshot was restored), the remote's replies tell, and the peer moves its
     /// epoch above on its own (rule EPOCH_CATCH_UP): one extra restart, no outage. A floor
     /// within 2^32 of `u64::MAX` is [`Error::EpochFloorTooHigh`]. `seed` seeds the peer's random
-    /// stream (credentials and jitter).
+    /// stream (credentials and jitter): it must be secret and fresh for every peer and process
+    /// (see [`Seed`]).
     pub fn new(
         config: Config,
         local_key: PublicKey,
         remote_key: PublicKey,
         epoch_floor: u64,
-        seed: u64,
+        seed: Seed,
         now: Instant,
     ) -> Result<Peer, Error> {
         let role = Role::from_keys(&local_key, &remote_key).ok_or(Error::EqualKeys)?;
@@ -263,6 +284,7 @@ impl Peer {
             catch_ups: 0,
             catch_up_after: None,
             timers: Timers::default(),
+            gathering_timeouts: 0,
             restarts: 0,
             last_now: Some(now),
             send_pending: false,
@@ -420,6 +442,10 @@ impl Peer {
                     return Ok(Disposition::Ignored(IgnoreReason::TooManyLocalCandidates));
                 }
                 session.candidates.push(candidate);
+                // Rule GATHERING_TIMEOUT: gathering works; the deadline is met and its back-off
+                // starts over.
+                self.timers.gathering = None;
+                self.gathering_timeouts = 0;
                 self.publish(now, true);
                 self.progress(now);
             }
@@ -432,7 +458,16 @@ impl Peer {
                     return Ok(Disposition::Ignored(IgnoreReason::AfterEndOfCandidates));
                 }
                 session.end_of_candidates = true;
+                let none = session.candidates.is_empty();
                 self.publish(now, true);
+                if none {
+                    // Nothing to connect with: tell the embedding now (its configuration is the
+                    // usual cause); GATHERING_TIMEOUT restarts the session at its deadline.
+                    self.queue
+                        .push_back(Output::Event(Event::NoLocalCandidates {
+                            timeouts: self.gathering_timeouts,
+                        }));
+                }
             }
             AgentEvent::Checking => return self.report(now, Report::Checking),
             AgentEvent::Connected => return self.report(now, Report::Connected),
@@ -499,6 +534,7 @@ impl Peer {
             self.timers.resend,
             self.timers.disconnected,
             self.timers.checking,
+            self.timers.gathering,
             self.timers.poll,
         ]
         .into_iter()
@@ -638,6 +674,15 @@ impl Peer {
             ) {
                 self.restart_session(now, RestartCause::CheckingTimeout)?;
             }
+        }
+        if take_due(&mut self.timers.gathering, now) && self.local_candidates().is_empty() {
+            // Rule GATHERING_TIMEOUT: an agent that gathers nothing reports nothing more, and
+            // the connect guard waits for a local candidate: without a deadline both peers sit
+            // in New for good. A new session gets a new agent (and the remote a new session,
+            // which restarts its side too); the deadline grows while gathering keeps failing,
+            // so a host without a usable interface restarts rarely rather than in a loop.
+            self.gathering_timeouts = self.gathering_timeouts.saturating_add(1);
+            self.restart_session(now, RestartCause::GatheringTimeout)?;
         }
         if take_due(&mut self.timers.poll, now) {
             // Rule REPORT_POLL: a Connected or Completed peer waits for its agent's reports
@@ -852,6 +897,13 @@ impl Peer {
             self.set_state(Trigger::RemoteCredentials)?;
             self.queue
                 .push_back(Output::Agent(AgentCommand::Gather { agent }));
+            if self.local_candidates().is_empty() {
+                // Rule GATHERING_TIMEOUT (agents that gather on creation may have delivered
+                // candidates already).
+                let doublings = self.gathering_timeouts.min(MAX_GATHERING_DOUBLINGS);
+                let deadline = self.config.gathering_timeout.saturating_mul(1 << doublings);
+                self.timers.gathering = after(now, deadline);
+            }
         }
         self.progress(now);
         Ok(())

@@ -24,7 +24,8 @@
 //! [`ReportState`](crate::AgentCommand::ReportState), repeat), and libwebrtc's step back from
 //! Completed to Connected when it checks new pairs. pion never reports Completed. Reports sit in a
 //! queue until the caller hands them to the peer, so they can be late, and the caller may lose
-//! one ([`lose_event`](ReferenceAgent::lose_event)): agents never repeat a lost report.
+//! one ([`lose_event`](ReferenceAgent::lose_event)): agents never repeat a lost report. A
+//! gathering may find nothing at all ([`gather_nothing`](ReferenceAgent::gather_nothing)).
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -384,6 +385,30 @@ impl ReferenceAgent {
         }
         a.phase = Phase::Failed;
         self.events.push_back((a.id, AgentEvent::Failed));
+    }
+
+    /// Gathering finds nothing (no usable interface, a bind address that is not local, every
+    /// STUN/TURN server unreachable): the live agent's local-candidate reports not yet handed
+    /// to the peer are dropped, and it reports only GatheringDone. Returns false if the live
+    /// agent has none queued. Later agents gather normally (one failure, not a broken host).
+    pub fn gather_nothing(&mut self) -> bool {
+        let Some(id) = self.live.as_ref().map(|a| a.id) else {
+            return false;
+        };
+        let before = self.events.len();
+        self.events
+            .retain(|(a, e)| !(*a == id && matches!(e, AgentEvent::LocalCandidate(_))));
+        self.events.len() != before
+    }
+
+    /// True if the live agent has local-candidate reports queued (so
+    /// [`gather_nothing`](Self::gather_nothing) can strike).
+    pub fn gathering(&self) -> bool {
+        self.live.as_ref().is_some_and(|a| {
+            self.events
+                .iter()
+                .any(|(id, e)| *id == a.id && matches!(e, AgentEvent::LocalCandidate(_)))
+        })
     }
 
     /// A benign quirk: the current report once more (an embedding that reports from two

@@ -4,7 +4,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use icepact::{Config, Disposition, IgnoreReason, Output, Peer, PublicKey};
+use icepact::{Config, Disposition, IgnoreReason, Output, Peer, PublicKey, Seed};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -26,8 +26,24 @@ static GLOBAL: Counting = Counting;
 fn stale_description_path_does_not_allocate() {
     let now = Instant::now();
     let (ka, kb) = (PublicKey([1; 32]), PublicKey([2; 32]));
-    let mut a = Peer::new(Config::default(), ka, kb, 1, 1, now).unwrap();
-    let mut b = Peer::new(Config::default(), kb, ka, 1, 2, now).unwrap();
+    let mut a = Peer::new(
+        Config::default(),
+        ka,
+        kb,
+        1,
+        Seed::insecure_from_u64(1),
+        now,
+    )
+    .unwrap();
+    let mut b = Peer::new(
+        Config::default(),
+        kb,
+        ka,
+        1,
+        Seed::insecure_from_u64(2),
+        now,
+    )
+    .unwrap();
     let first = a.description().unwrap();
     while a.poll_output().is_some() {}
     let _ = b.handle_description(now, &first).unwrap();

@@ -1,8 +1,9 @@
 //! The liveness holes of issue 9, each as it happens with real agents and real clocks: a crash
 //! whose new process starts below (or at) the epochs it used before, an agent that fails straight
 //! from Connected, an agent report that is lost or stamped a little early, and an `Instant` at
-//! the end of its range. Each test fails on a core without EPOCH_CATCH_UP, AGENT_REPORTS,
-//! CHECKING_TIMEOUT, LATE_INPUT and checked time arithmetic.
+//! the end of its range, a gathering that finds nothing. Each test fails on a core without
+//! EPOCH_CATCH_UP, AGENT_REPORTS, CHECKING_TIMEOUT, LATE_INPUT, GATHERING_TIMEOUT and checked
+//! time arithmetic.
 
 mod harness;
 
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 use harness::{Pair, A_KEY, B_KEY};
 use icepact::reference_agent::AgentKind;
 use icepact::{
-    AgentEvent, Config, ConnectionState, Disposition, Error, IgnoreReason, Peer, Report,
-    RestartCause,
+    AgentEvent, Config, ConnectionState, Disposition, Error, Event, IgnoreReason, Peer, Report,
+    RestartCause, Seed,
 };
 
 use ConnectionState::*;
@@ -20,7 +21,15 @@ use ConnectionState::*;
 /// B's process restarts with no memory and `floor` as its epoch floor (seed `seed`).
 fn crash_b(p: &mut Pair, floor: u64, seed: u64) {
     let now = p.now;
-    let fresh = Peer::new(Config::default(), B_KEY, A_KEY, floor, seed, now).unwrap();
+    let fresh = Peer::new(
+        Config::default(),
+        B_KEY,
+        A_KEY,
+        floor,
+        Seed::insecure_from_u64(seed),
+        now,
+    )
+    .unwrap();
     p.b = harness::Node::new(fresh, AgentKind::Pion);
     p.a.inbox.clear();
     p.drain(false);
@@ -339,8 +348,24 @@ fn instant_max() -> Instant {
 fn an_instant_at_the_end_of_its_range_never_panics() {
     for back in [0, 1, 500, 30_000] {
         let now = instant_max() - Duration::from_millis(back);
-        let mut a = Peer::new(Config::default(), A_KEY, B_KEY, 1, 1, now).unwrap();
-        let mut b = Peer::new(Config::default(), B_KEY, A_KEY, 1, 2, now).unwrap();
+        let mut a = Peer::new(
+            Config::default(),
+            A_KEY,
+            B_KEY,
+            1,
+            Seed::insecure_from_u64(1),
+            now,
+        )
+        .unwrap();
+        let mut b = Peer::new(
+            Config::default(),
+            B_KEY,
+            A_KEY,
+            1,
+            Seed::insecure_from_u64(2),
+            now,
+        )
+        .unwrap();
         while a.poll_output().is_some() {}
         while b.poll_output().is_some() {}
         // A timer that would fall beyond the range is not armed; one that fits is later.
@@ -387,7 +412,15 @@ fn two_live_processes_with_one_key_back_off_their_catch_ups() {
     // that is a restart per round trip, forever.
     let mut p = Pair::new(Config::default());
     assert!(p.run_until_connected(1_000));
-    let mut b2 = Peer::new(Config::default(), B_KEY, A_KEY, 50, 9, p.now).unwrap();
+    let mut b2 = Peer::new(
+        Config::default(),
+        B_KEY,
+        A_KEY,
+        50,
+        Seed::insecure_from_u64(9),
+        p.now,
+    )
+    .unwrap();
     let start = p.now;
     let mut catch_ups = 0;
     for _ in 0..2_000 {
@@ -460,7 +493,14 @@ fn a_floor_at_the_end_of_the_range_is_refused() {
     let now = Instant::now();
     for floor in [u64::MAX, u64::MAX - 1, u64::MAX - (1 << 32)] {
         assert_eq!(
-            Peer::new(Config::default(), A_KEY, B_KEY, floor, 1, now),
+            Peer::new(
+                Config::default(),
+                A_KEY,
+                B_KEY,
+                floor,
+                Seed::insecure_from_u64(1),
+                now
+            ),
             Err(Error::EpochFloorTooHigh(floor))
         );
     }
@@ -469,8 +509,96 @@ fn a_floor_at_the_end_of_the_range_is_refused() {
         A_KEY,
         B_KEY,
         u64::MAX - (1 << 32) - 1,
-        1,
+        Seed::insecure_from_u64(1),
         now
     )
     .is_ok());
+}
+
+/// Runs until A's agent has local candidates queued and A has none yet (A's gathering began).
+fn until_a_gathers(p: &mut Pair) {
+    let mut steps = 0;
+    while !(p.a.agent.gathering() && p.a.peer.local_candidates().is_empty()) {
+        assert!(p.step(), "A never gathered");
+        steps += 1;
+        assert!(steps < 1_000);
+    }
+}
+
+#[test]
+fn a_gathering_that_finds_nothing_is_reported_and_restarted_after_the_deadline() {
+    let mut p = Pair::new(Config::default());
+    until_a_gathers(&mut p);
+    assert!(p.a.agent.gather_nothing());
+    let start = p.now;
+    // A hears GatheringDone with no candidate: the embedding learns it at once.
+    let mut steps = 0;
+    while !p
+        .a
+        .events
+        .contains(&Event::NoLocalCandidates { timeouts: 0 })
+    {
+        assert!(p.step(), "no NoLocalCandidates event");
+        steps += 1;
+        assert!(steps < 1_000);
+    }
+    assert_eq!(p.a.peer.state(), New);
+    assert_eq!(p.a.restarts, []);
+    assert!(p.run_until_connected(10_000), "the pair never connected");
+    // One restart on each side: A's GATHERING_TIMEOUT, then B's restart on A's new session.
+    assert_eq!(p.a.restarts, [RestartCause::GatheringTimeout]);
+    assert!(
+        matches!(p.b.restarts[..], [RestartCause::RemoteRestart { .. }]),
+        "{:?}",
+        p.b.restarts
+    );
+    assert!(p.now - start >= Config::default().gathering_timeout);
+    assert_eq!(replay_everything(&mut p, &[]), 0);
+}
+
+#[test]
+fn repeated_empty_gatherings_back_off_and_a_candidate_resets_the_deadline() {
+    let config = Config::default();
+    let base = config.gathering_timeout;
+    let mut p = Pair::new(config);
+    let mut restarted_at = Vec::new();
+    // Three gatherings in a row find nothing: the deadline doubles each time.
+    for round in 0..3u32 {
+        until_a_gathers(&mut p);
+        assert!(p.a.agent.gather_nothing());
+        let gather_at = p.now;
+        while p.a.restarts.len() as u32 == round {
+            assert!(p.step(), "wedged in round {round}");
+        }
+        let waited = p.now - gather_at;
+        let deadline = base * (1 << round);
+        assert!(
+            waited >= deadline && waited < deadline + Duration::from_secs(1),
+            "round {round}: waited {waited:?}, deadline {deadline:?}"
+        );
+        restarted_at.push(p.now);
+    }
+    assert!(p
+        .a
+        .events
+        .contains(&Event::NoLocalCandidates { timeouts: 2 }));
+    assert!(p
+        .a
+        .restarts
+        .iter()
+        .all(|c| *c == RestartCause::GatheringTimeout));
+    // The fourth gathering works: the session connects, and the back-off starts over.
+    assert!(p.run_until_connected(10_000));
+    let restarts = p.a.restarts.len();
+    let now = p.now;
+    p.a.peer.restart(now).unwrap();
+    p.drain(true);
+    until_a_gathers(&mut p);
+    assert!(p.a.agent.gather_nothing());
+    let gather_at = p.now;
+    while p.a.restarts.len() == restarts + 1 {
+        assert!(p.step());
+    }
+    assert!(p.now - gather_at < base + Duration::from_secs(1));
+    assert!(p.run_until_connected(10_000));
 }

@@ -200,7 +200,7 @@ fn crashed_peer_without_memory_is_accepted_and_both_converge() {
         harness::B_KEY,
         harness::A_KEY,
         10_000,
-        99,
+        icepact::Seed::insecure_from_u64(99),
         now,
     )
     .unwrap();
@@ -456,7 +456,7 @@ fn equal_keys_are_rejected() {
         harness::A_KEY,
         harness::A_KEY,
         1,
-        1,
+        icepact::Seed::insecure_from_u64(1),
         std::time::Instant::now(),
     )
     .unwrap_err();

@@ -101,3 +101,82 @@ async fn redis_pair_connects_and_exchanges_a_datagram() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_bound_to_the_unspecified_address_says_it_has_no_candidate() {
+    // The built-in agent takes its socket's address as its one host candidate; 0.0.0.0 is not
+    // a usable candidate, so the gathering finds nothing. The embedding hears it as an event
+    // at once, not after a timeout in a DEBUG log line.
+    let hub = MemoryBackend::new();
+    let (sa, sb) = two_secrets();
+    let (ka, kb) = (sa.public_key(), sb.public_key());
+    let mut unspecified = quick_config();
+    unspecified.bind_ip = std::net::Ipv4Addr::UNSPECIFIED.into();
+    let mut a = Node::start(hub.clone(), sa, &[kb], unspecified.clone())
+        .await
+        .unwrap();
+    let b = Node::start(hub.clone(), sb, &[ka], quick_config())
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match a.next_event().await {
+                Some(NodeEvent::NoLocalCandidates { remote }) => return remote,
+                Some(_) => continue,
+                None => panic!("A stopped"),
+            }
+        }
+    })
+    .await
+    .expect("A reports that it gathered no candidate");
+    assert_eq!(got, kb);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_adds_and_removes_peers_while_running() {
+    let hub = MemoryBackend::new();
+    let (sa, sb) = two_secrets();
+    let sc = secret();
+    let (ka, kb, kc) = (sa.public_key(), sb.public_key(), sc.public_key());
+    // A starts alone; B and C know A.
+    let mut a = Node::start(hub.clone(), sa, &[], quick_config())
+        .await
+        .unwrap();
+    let b = Node::start(hub.clone(), sb, &[ka], quick_config())
+        .await
+        .unwrap();
+    let mut c = Node::start(hub.clone(), sc, &[ka], quick_config())
+        .await
+        .unwrap();
+    assert!(a.status().peers.is_empty());
+    a.add_peer(kb).await.unwrap();
+    a.wait_connected(kb, CONNECT_TIMEOUT).await.expect("A-B");
+    a.add_peer(kc).await.unwrap();
+    assert!(matches!(
+        a.add_peer(kc).await,
+        Err(icepact::runtime::Error::Endpoint(
+            icepact::EndpointError::PeerExists(_)
+        ))
+    ));
+    a.wait_connected(kc, CONNECT_TIMEOUT).await.expect("A-C");
+    c.wait_connected(ka, CONNECT_TIMEOUT).await.expect("C-A");
+    let before = a.peer_status(&kc).unwrap();
+    // B goes; C's session is untouched.
+    a.remove_peer(kb).await.unwrap();
+    a.wait_for(Duration::from_secs(1), |s| !s.peers.contains_key(&kb))
+        .await
+        .expect("B's session is gone");
+    datagram_round_trip(&mut a, &mut c).await;
+    let after = a.peer_status(&kc).unwrap();
+    assert_eq!(after.local_session, before.local_session);
+    assert_eq!(after.restarts, 0);
+    assert!(matches!(
+        a.send_datagram(kb, b"gone".to_vec()).await,
+        Err(icepact::runtime::Error::UnknownPeer(_))
+    ));
+    b.shutdown().await;
+    c.shutdown().await;
+    a.shutdown().await;
+}

@@ -14,7 +14,7 @@ use icepact::wire::{
 };
 use icepact::{
     Candidate, CandidateKind, Config, Credentials, Description, Disposition, IgnoreReason, Output,
-    Peer, PublicKey, SessionRef, Transport,
+    Peer, PublicKey, Seed, SessionRef, Transport,
 };
 use prost::Message as _;
 use rand_chacha::ChaCha20Rng;
@@ -341,8 +341,24 @@ fn replayed_envelope_is_ignored_by_the_peer() {
     let b_a = Channel::new(&t.b, pa).unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let now = Instant::now();
-    let mut a = Peer::new(Config::default(), pa, pb, 10, 1, now).unwrap();
-    let mut b = Peer::new(Config::default(), pb, pa, 20, 2, now).unwrap();
+    let mut a = Peer::new(
+        Config::default(),
+        pa,
+        pb,
+        10,
+        Seed::insecure_from_u64(1),
+        now,
+    )
+    .unwrap();
+    let mut b = Peer::new(
+        Config::default(),
+        pb,
+        pa,
+        20,
+        Seed::insecure_from_u64(2),
+        now,
+    )
+    .unwrap();
 
     let first = drain_sealed(&mut a, &a_b, &mut rng);
     assert_eq!(first.len(), 1);
@@ -407,8 +423,24 @@ fn bound_b() -> (Peer, &'static Channel, &'static Channel, Instant) {
     let (a_b, b_a) = channels();
     let (pa, pb) = (a_b.local_key(), a_b.remote_key());
     let now = Instant::now();
-    let mut a = Peer::new(Config::default(), pa, pb, 10, 1, now).unwrap();
-    let mut b = Peer::new(Config::default(), pb, pa, 20, 2, now).unwrap();
+    let mut a = Peer::new(
+        Config::default(),
+        pa,
+        pb,
+        10,
+        Seed::insecure_from_u64(1),
+        now,
+    )
+    .unwrap();
+    let mut b = Peer::new(
+        Config::default(),
+        pb,
+        pa,
+        20,
+        Seed::insecure_from_u64(2),
+        now,
+    )
+    .unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     for e in drain_sealed(&mut a, a_b, &mut rng) {
         let _ = b_a.deliver(&mut b, now, &e).unwrap();
@@ -629,7 +661,7 @@ fn peer_with_other_keys_is_refused() {
         b_a.local_key(),
         PublicKey([0x77; 32]),
         1,
-        1,
+        Seed::insecure_from_u64(1),
         now,
     )
     .unwrap();

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use icepact::strategies;
 use icepact::wire::{proto, Body, Channel, Limits, SecretKey};
-use icepact::{Config, Description, Peer};
+use icepact::{Config, Description, Peer, Seed};
 use proptest::prelude::*;
 use prost::Message as _;
 use rand_chacha::ChaCha20Rng;
@@ -118,7 +118,7 @@ proptest! {
     ) {
         let (a_b, b_a) = channels();
         let now = Instant::now();
-        let mut peer = Peer::new(Config::default(), b_a.local_key(), a_b.local_key(), 1, 1, now).unwrap();
+        let mut peer = Peer::new(Config::default(), b_a.local_key(), a_b.local_key(), 1, Seed::insecure_from_u64(1), now).unwrap();
         let mut e = envelope;
         for (at, byte) in edits {
             let i = at.index(e.len());

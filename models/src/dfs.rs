@@ -8,8 +8,14 @@
 //! next one to try) and generates successors one at a time, so a thread holds at most
 //! `depth × (one state + its actions)`. An idle thread gets work from a busy one: the busy
 //! thread hands over its *bottom* frame with actions left (the largest subtree it has left),
-//! and the receiver goes on where it would have. Visited states are 64-bit fingerprints in a sharded set; paths are not kept
-//! (counterexamples are found again, shortest, by [`crate::bfs`]).
+//! and the receiver goes on where it would have. Visited states are 64-bit fingerprints in a
+//! sharded set.
+//!
+//! Paths cost nothing until they are needed: the path to a frame is the actions chosen in the
+//! frames below it on the thread's stack, and only a frame whose ancestors left the stack (a
+//! job's first frame, or the frame above one handed over) stores its path. When a state makes
+//! a property's first discovery, the path to it is assembled from the stack and returned in
+//! [`Outcome::paths`].
 //!
 //! Fingerprints hash the state with ahash under fixed keys ([`crate::shared`]), so counts are
 //! the same in every run and on every thread count.
@@ -17,14 +23,14 @@
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use stateright::{Expectation, Model};
 
 /// What a search found.
 #[derive(Clone, Debug)]
-pub struct Outcome {
+pub struct Outcome<A> {
     /// Distinct states visited.
     pub unique_states: usize,
     /// Longest path (initial state = 1).
@@ -36,6 +42,9 @@ pub struct Outcome {
     pub exhaustive: bool,
     /// Properties with a discovery (a violated `always`, a found `sometimes`), by name.
     pub discovered: Vec<&'static str>,
+    /// For each discovery, the actions from an initial state to the first state that made it
+    /// (a depth-first path: valid, not shortest).
+    pub paths: Vec<(&'static str, Vec<A>)>,
 }
 
 /// Fingerprints are already uniform 64-bit hashes: the set uses them as they are.
@@ -100,6 +109,8 @@ struct Search<'a, M: Model> {
     idle: AtomicUsize,
     /// Bit i: property i has a discovery.
     discovered: AtomicU64,
+    /// The path of each property's first discovery, by property index.
+    paths: Mutex<Vec<(usize, Vec<M::Action>)>>,
     stop: AtomicBool,
     timed_out: AtomicBool,
     max_depth: AtomicUsize,
@@ -112,6 +123,25 @@ struct Frame<S, A> {
     actions: Vec<A>,
     next: usize,
     depth: usize,
+    /// The path from an initial state to `state`, kept only when the frames below this one on
+    /// the stack do not lead to it (a job's first frame, or the frame above a handed-over one).
+    path: Option<Arc<Vec<A>>>,
+}
+
+/// The path to `stack[k]`: the nearest stored path at or below it, then the action each frame
+/// above that one took towards the next (`actions[next - 1]`, the action being explored).
+fn path_to<S, A: Clone>(stack: &[Frame<S, A>], k: usize) -> Vec<A> {
+    let Some(base) = (0..=k).rev().find(|&j| stack[j].path.is_some()) else {
+        // Every stack's first frame stores its path; an empty path is a safe fallback.
+        return Vec::new();
+    };
+    let mut path: Vec<A> = stack[base].path.as_deref().cloned().unwrap_or_default();
+    for f in &stack[base..k] {
+        if let Some(a) = f.next.checked_sub(1).and_then(|i| f.actions.get(i)) {
+            path.push(a.clone());
+        }
+    }
+    path
 }
 
 fn fingerprint<T: Hash>(t: &T) -> u64 {
@@ -122,11 +152,11 @@ fn fingerprint<T: Hash>(t: &T) -> u64 {
 ///
 /// Every state is checked against every property of the model that is not decided yet; the
 /// search stops early once every property has a discovery (as stateright's checker does).
-pub fn search<M>(model: &M, threads: usize, timeout: Option<Duration>) -> Outcome
+pub fn search<M>(model: &M, threads: usize, timeout: Option<Duration>) -> Outcome<M::Action>
 where
     M: Model + Sync,
     M::State: Hash + Send + Sync,
-    M::Action: Send + Clone,
+    M::Action: Send + Sync + Clone,
 {
     let start = Instant::now();
     let threads = threads.max(1);
@@ -142,6 +172,7 @@ where
         wake: Condvar::new(),
         idle: AtomicUsize::new(0),
         discovered: AtomicU64::new(0),
+        paths: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
         timed_out: AtomicBool::new(false),
         max_depth: AtomicUsize::new(0),
@@ -151,8 +182,12 @@ where
     let mut jobs = Vec::new();
     for s in model.init_states() {
         if shared.visited.insert(fingerprint(&s)) {
-            shared.check(&s);
-            jobs.push(shared.frame(s, 1));
+            for i in shared.check(&s) {
+                lock(&shared.paths).push((i, Vec::new()));
+            }
+            let mut frame = shared.frame(s, 1);
+            frame.path = Some(Arc::new(Vec::new()));
+            jobs.push(frame);
         }
     }
     lock(&shared.queue).jobs = jobs;
@@ -170,12 +205,19 @@ where
         .map(|(_, p)| p.name)
         .collect();
     let all_decided = discovered.len() == shared.properties.len();
+    let mut paths = std::mem::take(&mut *lock(&shared.paths));
+    paths.sort_by_key(|(i, _)| *i);
+    let paths = paths
+        .into_iter()
+        .map(|(i, p)| (shared.properties[i].name, p))
+        .collect();
     Outcome {
         unique_states: shared.visited.len(),
         max_depth: shared.max_depth.load(Ordering::Relaxed),
         seconds: start.elapsed().as_secs_f64(),
         exhaustive: !shared.timed_out.load(Ordering::Relaxed) && !all_decided,
         discovered,
+        paths,
     }
 }
 
@@ -188,10 +230,12 @@ impl<M> Search<'_, M>
 where
     M: Model + Sync,
     M::State: Hash + Send + Sync,
-    M::Action: Send + Clone,
+    M::Action: Send + Sync + Clone,
 {
-    /// Checks the undecided properties on a new state; stops the search once all are decided.
-    fn check(&self, s: &M::State) {
+    /// Checks the undecided properties on a new state and returns the indices of the ones it
+    /// discovers first; stops the search once all are decided.
+    fn check(&self, s: &M::State) -> Vec<usize> {
+        let mut first = Vec::new();
         let bits = self.discovered.load(Ordering::Relaxed);
         for (i, p) in self.properties.iter().enumerate() {
             if bits & (1 << i) != 0 {
@@ -203,22 +247,17 @@ where
                 Expectation::Sometimes => holds,
             };
             if discovered {
-                let all = self.discovered.fetch_or(1 << i, Ordering::Relaxed) | (1 << i);
+                let before = self.discovered.fetch_or(1 << i, Ordering::Relaxed);
+                if before & (1 << i) == 0 {
+                    first.push(i);
+                }
+                let all = before | (1 << i);
                 if all.count_ones() as usize == self.properties.len() {
                     self.stop.store(true, Ordering::Relaxed);
                 }
             }
         }
-    }
-
-    /// A new unique successor of `state` by `action`, checked, or `None` if seen before.
-    fn successor(&self, state: &M::State, action: M::Action) -> Option<M::State> {
-        let next = self.model.next_state(state, action)?;
-        if !self.visited.insert(fingerprint(&next)) {
-            return None;
-        }
-        self.check(&next);
-        Some(next)
+        first
     }
 
     fn frame(&self, state: M::State, depth: usize) -> Frame<M::State, M::Action> {
@@ -229,6 +268,7 @@ where
             actions,
             next: 0,
             depth,
+            path: None,
         }
     }
 
@@ -292,9 +332,25 @@ where
                 let action = top.actions[top.next].clone();
                 top.next += 1;
                 let depth = top.depth + 1;
-                if let Some(next) = self.successor(&top.state, action) {
-                    stack.push(self.frame(next, depth));
+                let Some(next) = self.model.next_state(&top.state, action) else {
+                    continue;
+                };
+                if !self.visited.insert(fingerprint(&next)) {
+                    continue;
                 }
+                let first = self.check(&next);
+                if !first.is_empty() {
+                    // The path to `next`: the path to the top frame, then the action just taken
+                    // (its `next - 1`).
+                    let mut path = path_to(&stack, stack.len() - 1);
+                    let top = &stack[stack.len() - 1];
+                    if let Some(a) = top.next.checked_sub(1).and_then(|i| top.actions.get(i)) {
+                        path.push(a.clone());
+                    }
+                    let mut paths = lock(&self.paths);
+                    paths.extend(first.into_iter().map(|i| (i, path.clone())));
+                }
+                stack.push(self.frame(next, depth));
             }
         }
         self.max_depth.fetch_max(max_depth, Ordering::Relaxed);
@@ -311,6 +367,13 @@ where
         let mut i = 0;
         while given.len() < want && i + 1 < stack.len() {
             if stack[i].next < stack[i].actions.len() {
+                // Both frames lose their ancestors on this stack: store their paths first.
+                if stack[i].path.is_none() {
+                    stack[i].path = Some(Arc::new(path_to(stack, i)));
+                }
+                if stack[i + 1].path.is_none() {
+                    stack[i + 1].path = Some(Arc::new(path_to(stack, i + 1)));
+                }
                 given.push(stack.remove(i));
             } else {
                 i += 1;

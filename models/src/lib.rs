@@ -6,8 +6,9 @@
 //!
 //! [`check`] is the library entry point: it runs one configuration and returns one
 //! [`VerdictRow`] per property; [`format_table`] prints rows as a verdict table. Exhaustiveness
-//! is tracked here (stateright's `is_done()` is true after any run), and every counterexample
-//! is a shortest one, found by the breadth-first [`bfs::search`].
+//! is tracked here (stateright's `is_done()` is true after any run). A breadth-first run's
+//! counterexamples are shortest; a depth-first run's are the paths its search took, shortened
+//! by [`shorten`] (no step can be left out any more, but a shorter path may exist).
 //!
 //! See docs/MODEL-CHECKING.md for the properties, budgets and results.
 
@@ -24,8 +25,11 @@ pub mod trace;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use stateright::Model as _;
+
 pub use icepact::reference_agent::AgentKind;
 pub use icepact::RestartPolicy;
+use model::Msg;
 pub use model::{Action, Budgets, IceModel, State};
 
 /// Which search explores the state space.
@@ -34,7 +38,7 @@ pub enum Engine {
     /// Our breadth-first search ([`bfs::search`]): single-threaded, shortest discoveries.
     Bfs,
     /// Our depth-first search ([`dfs::search`]): multi-threaded, memory bounded by the depth;
-    /// violations are then re-searched breadth-first for a shortest counterexample.
+    /// counterexamples are its paths, shortened by [`shorten`].
     Dfs,
 }
 
@@ -219,8 +223,14 @@ pub fn check(opts: &CheckOptions) -> Vec<VerdictRow> {
         }
         Engine::Dfs => {
             let out = dfs::search(&model, opts.threads, opts.timeout);
-            let found: Vec<(&'static str, Option<Vec<Action>>)> =
-                out.discovered.iter().map(|n| (*n, None)).collect();
+            let found: Vec<(&'static str, Option<Vec<Action>>)> = out
+                .discovered
+                .iter()
+                .map(|n| {
+                    let path = out.paths.iter().find(|(p, _)| p == n).map(|(_, p)| p);
+                    (*n, path.map(|p| shorten(&model, n, p)))
+                })
+                .collect();
             (
                 out.unique_states,
                 out.max_depth,
@@ -275,6 +285,97 @@ pub fn check(opts: &CheckOptions) -> Vec<VerdictRow> {
         rows.push(row);
     }
     rows
+}
+
+/// Shortens a path to a state violating `property`, delta-debugging style: leaves out runs of
+/// steps (halves, quarters, … single steps), keeping each omission after which the remaining
+/// actions are still enabled in turn and still reach a violation (cut at the first), until no
+/// single step can be left out. Actions that name a message by its index (deliver, drop,
+/// duplicate, replay) name it by content instead, so leaving out an earlier step does not make
+/// them point at another message. The result is a valid counterexample; a shorter one may
+/// exist (breadth-first search finds the shortest, at the cost of holding a whole level of
+/// states).
+pub fn shorten(model: &IceModel, property: &str, path: &[Action]) -> Vec<Action> {
+    let Some(prop) = model.properties().into_iter().find(|p| p.name == property) else {
+        return path.to_vec();
+    };
+    // The message an index-naming action names in `state`.
+    let named = |state: &State, a: &Action| -> Option<Msg> {
+        match *a {
+            Action::Deliver(i) | Action::Drop(i) | Action::Duplicate(i) => {
+                state.net.get(i).map(|m| (**m).clone())
+            }
+            Action::Replay(i) => state.history.get(i).map(|m| (**m).clone()),
+            _ => None,
+        }
+    };
+    // The action `a` with its index pointing at `msg` in `state` (the first equal message).
+    let renamed = |state: &State, a: &Action, msg: &Msg| -> Option<Action> {
+        let pos = |list: &[shared::Shared<Msg>]| list.iter().position(|m| **m == *msg);
+        Some(match *a {
+            Action::Deliver(_) => Action::Deliver(pos(&state.net)?),
+            Action::Drop(_) => Action::Drop(pos(&state.net)?),
+            Action::Duplicate(_) => Action::Duplicate(pos(&state.net)?),
+            Action::Replay(_) => Action::Replay(pos(&state.history)?),
+            _ => a.clone(),
+        })
+    };
+    // Runs `steps`; on a violation returns the steps taken up to it, with indices as taken.
+    let run = |steps: &[(Action, Option<Msg>)]| -> Option<Vec<(Action, Option<Msg>)>> {
+        let mut state = model.init_states().into_iter().next()?;
+        if !(prop.condition)(model, &state) {
+            return Some(Vec::new());
+        }
+        let mut taken = Vec::new();
+        let mut enabled = Vec::new();
+        for (a, msg) in steps {
+            let a = match msg {
+                Some(m) => renamed(&state, a, m)?,
+                None => a.clone(),
+            };
+            enabled.clear();
+            model.actions(&state, &mut enabled);
+            if !enabled.contains(&a) {
+                return None;
+            }
+            let msg = named(&state, &a);
+            state = model.next_state(&state, a.clone())?;
+            taken.push((a, msg));
+            if !(prop.condition)(model, &state) {
+                return Some(taken);
+            }
+        }
+        None
+    };
+    let plain: Vec<(Action, Option<Msg>)> = path.iter().map(|a| (a.clone(), None)).collect();
+    let Some(mut best) = run(&plain) else {
+        // Not a counterexample of this property (cannot happen for a path the search
+        // recorded): return it unchanged rather than a wrong shortening.
+        return path.to_vec();
+    };
+    let mut chunk = best.len().div_ceil(2).max(1);
+    loop {
+        let mut shorter = false;
+        let mut end = best.len();
+        while end > 0 {
+            let from = end.saturating_sub(chunk);
+            let mut candidate = best.clone();
+            candidate.drain(from..end);
+            match run(&candidate) {
+                Some(taken) => {
+                    end = from.min(taken.len());
+                    best = taken;
+                    shorter = true;
+                }
+                None => end = from,
+            }
+        }
+        if chunk > 1 {
+            chunk = chunk.div_ceil(2);
+        } else if !shorter {
+            return best.into_iter().map(|(a, _)| a).collect();
+        }
+    }
 }
 
 /// A shortest path to a state violating `property` (breadth-first, stopping at the first).
@@ -338,7 +439,7 @@ pub fn format_table(rows: &[VerdictRow]) -> String {
     for r in rows.iter().filter(|r| r.trace.is_some()) {
         let _ = writeln!(
             out,
-            "\n### {} violated ({}), shortest counterexample: {} steps\n",
+            "\n### {} violated ({}), counterexample: {} steps\n",
             r.property,
             r.config,
             r.path_len.unwrap_or(0)

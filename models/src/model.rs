@@ -22,8 +22,9 @@
 //! - a *due* firing happens only when no delivery, agent event or connection is enabled: the
 //!   fairness assumption "the network and the agent are faster than back-off". Only the earliest
 //!   armed timer fires, and none in a converged state (there they would only spend the cap on
-//!   repeats before the next fault; a later fault makes the state unconverged again). Due firings are capped by `timer_cap` (which early firings also spend),
-//!   so every path is finite.
+//!   repeats before the next fault; a later fault makes the state unconverged again). Due firings are capped by `timer_cap`, early ones by their
+//!   own budget, so every path is finite. An early firing moves the clock to its deadline;
+//!   another peer's timer that is then in the past fires at the current time (a late wake-up).
 //!
 //! Liveness is then the safety property "quiescent ⇒ converged", where *quiescent* means no
 //! progress action is enabled (faults are the environment's choice and never needed for
@@ -39,6 +40,7 @@ use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, AgentEvent, Candidate, Config, ConnectionState, Credentials, Description,
     Disposition, Error, Event, IgnoreReason, Output, Peer, PublicKey, RestartCause, RestartPolicy,
+    Seed,
 };
 use stateright::{Model, Property};
 
@@ -360,6 +362,8 @@ pub enum Failure {
     PairLost,
     /// The agent gives up: Failed, from Checking, Connected or Completed.
     GiveUp,
+    /// The agent's gathering finds no local candidate (before the peer has one).
+    NoCandidates,
 }
 
 /// The epoch floor a crashed node's new process starts with.
@@ -565,7 +569,7 @@ impl IceModel {
             self.keys[local],
             self.keys[remote],
             floor,
-            Self::seed(e, crashes),
+            Seed::insecure_from_u64(Self::seed(e, crashes)),
             now,
         )
     }
@@ -697,13 +701,22 @@ impl IceModel {
             }
             Action::Timer(e) | Action::EarlyTimer(e) => {
                 if matches!(action, Action::EarlyTimer(_)) {
+                    // A timer firing before the messages and reports in flight arrive: they are
+                    // late, which is a fault of the environment (a restart it causes counts
+                    // against `restarts <= faults` like any other fault's).
                     s.left.early_timers -= 1;
+                    s.pairs[e / 2].faults += 1;
+                } else {
+                    s.left.timer_cap -= 1;
                 }
-                s.left.timer_cap -= 1;
                 if let Some(t) = s.ends[e].peer.poll_timeout() {
-                    s.now = s.now.max(t.saturating_duration_since(self.base));
+                    // After an early firing moved the clock, another peer's timer may be due in
+                    // the past: it fires now, as a late wake-up of a real runtime does (every
+                    // deadline that passed meanwhile at once).
+                    let at = t.max(now);
+                    s.now = at.saturating_duration_since(self.base);
                     self.input(&mut s, e, &mut log, |p| {
-                        p.handle_timeout(t).map(|()| Disposition::Applied)
+                        p.handle_timeout(at).map(|()| Disposition::Applied)
                     });
                 }
             }
@@ -716,6 +729,10 @@ impl IceModel {
                     Failure::GiveUp => {
                         end.local_restart = true;
                         end.agent.give_up();
+                    }
+                    Failure::NoCandidates => {
+                        end.agent.gather_nothing();
+                        s.flags |= Flag::SeenNoCandidates.bit();
                     }
                 }
             }
@@ -1038,7 +1055,7 @@ impl IceModel {
                 }
             }
         }
-        if s.left.timer_cap > 0 {
+        if s.left.timer_cap > 0 || s.left.early_timers > 0 {
             // Due timers drive a stuck system towards convergence; in a converged one they
             // would only spend the cap on ignored repeats (REPORT_POLL) before the next fault.
             let busy = self.busy(s) || self.converged(s);
@@ -1048,7 +1065,9 @@ impl IceModel {
                     continue;
                 };
                 if !busy && Some(t) == earliest {
-                    actions.push(Action::Timer(e));
+                    if s.left.timer_cap > 0 {
+                        actions.push(Action::Timer(e));
+                    }
                 } else if s.left.early_timers > 0 {
                     actions.push(Action::EarlyTimer(e));
                 }
@@ -1056,6 +1075,9 @@ impl IceModel {
         }
         if s.left.failures > 0 {
             for (e, end) in s.ends.iter().enumerate() {
+                if end.peer.local_candidates().is_empty() && end.agent.gathering() {
+                    actions.push(Action::Fail(e, Failure::NoCandidates));
+                }
                 match end.agent.live().map(|l| l.phase) {
                     Some(Phase::Checking) => actions.push(Action::Fail(e, Failure::GiveUp)),
                     Some(Phase::Connected | Phase::Completed) => {
@@ -1266,6 +1288,9 @@ impl IceModel {
             }
             Action::Fail(e, Failure::GiveUp) => {
                 format!("FAULT {} agent gives up (Failed)", self.end_name(e))
+            }
+            Action::Fail(e, Failure::NoCandidates) => {
+                format!("FAULT {} agent gathers no candidate", self.end_name(e))
             }
             Action::Crash(n, floor) => format!(
                 "FAULT node {} crashes (state lost), restarts with floor {floor:?}",

@@ -44,6 +44,8 @@ pub enum Flag {
     SeenCatchUp,
     /// A peer went from Connected or Completed to Failed (sanity).
     SeenFailedConnected,
+    /// An agent's gathering found no candidate (sanity).
+    SeenNoCandidates,
 }
 
 impl Flag {
@@ -69,6 +71,7 @@ impl Flag {
             Flag::SeenLostEvent => "lost report",
             Flag::SeenCatchUp => "caught up",
             Flag::SeenFailedConnected => "failed from connected",
+            Flag::SeenNoCandidates => "empty gathering",
         }
     }
 }
@@ -197,6 +200,12 @@ pub const PROPERTIES: &[PropertyInfo] = &[
         always: false,
         rule: "sanity: an agent report was lost (CHECKING_TIMEOUT), then convergence",
         condition: |m, s| seen(s, Flag::SeenLostEvent) && m.converged(s),
+    },
+    PropertyInfo {
+        name: "reconnected after empty gathering",
+        always: false,
+        rule: "sanity: a gathering found no candidate (GATHERING_TIMEOUT), then convergence",
+        condition: |m, s| seen(s, Flag::SeenNoCandidates) && m.converged(s),
     },
     PropertyInfo {
         name: "stale ignored",

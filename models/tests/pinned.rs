@@ -27,12 +27,12 @@ fn assert_all_hold(opts: &CheckOptions, unreachable: &[&str]) -> usize {
     rows[0].unique_states
 }
 
-/// The default 2-peer configuration (a crash with any floor, an agent failure of any kind, a
-/// lost report), exhaustively: every invariant holds, every sanity example exists, and the state
+/// The default 2-peer configuration (a crash with any floor, an agent failure of any kind
+/// including a gathering that finds nothing, a lost report), exhaustively: every invariant holds, every sanity example exists, and the state
 /// count is exactly this.
 #[test]
 fn default_two_peers_is_exhaustive_and_pinned() {
-    assert_eq!(assert_all_hold(&CheckOptions::default(), &[]), 5_000_130);
+    assert_eq!(assert_all_hold(&CheckOptions::default(), &[]), 6_117_644);
 }
 
 /// Replays after a crash with any floor: no replayed hint ever starts a catch-up
@@ -47,6 +47,7 @@ fn replays_after_a_crash_are_exhaustive_and_pinned() {
     let unreachable = [
         "reconnected after failed from connected",
         "reconnected after lost report",
+        "reconnected after empty gathering",
         "glare",
     ];
     assert_eq!(assert_all_hold(&opts, &unreachable), 948_534);
@@ -65,6 +66,7 @@ fn three_peers_with_a_crash_are_exhaustive_and_pinned() {
     let unreachable = [
         "reconnected after failed from connected",
         "reconnected after lost report",
+        "reconnected after empty gathering",
         "glare",
         "stale ignored",
     ];

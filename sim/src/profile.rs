@@ -107,6 +107,10 @@ pub enum AgentFaultKind {
     /// A connected agent gives up straight from Connected or Completed (`give_up()`): consent
     /// expired, a suspended host woke up.
     FailConnected,
+    /// A new agent's gathering finds nothing (`gather_nothing()` while its candidates are
+    /// still queued and the peer has none): no usable interface for a while. The next agent
+    /// gathers normally.
+    NoCandidates,
 }
 
 impl AgentFaultKind {
@@ -116,6 +120,7 @@ impl AgentFaultKind {
             AgentFaultKind::FailChecking => FaultKind::AgentFailedChecking,
             AgentFaultKind::Disconnect => FaultKind::AgentDisconnected,
             AgentFaultKind::FailConnected => FaultKind::AgentFailedConnected,
+            AgentFaultKind::NoCandidates => FaultKind::AgentNoCandidates,
         }
     }
 }
@@ -150,7 +155,9 @@ pub enum Episode {
     },
     /// The agent of `node` towards `remote` fails as `kind` says, the first time within
     /// `[at_ms, at_ms + within_ms]` that it is in the phase the fault needs (Checking for
-    /// [`AgentFaultKind::FailChecking`], Connected or Completed otherwise). It stays broken.
+    /// [`AgentFaultKind::FailChecking`], New with candidates queued for
+    /// [`AgentFaultKind::NoCandidates`], Connected or Completed otherwise). The pair stays
+    /// broken, except after a gathering that found nothing.
     AgentFault {
         /// From when.
         at_ms: u64,
@@ -275,6 +282,8 @@ pub enum FaultKind {
     AgentDisconnected,
     /// A connected agent reports Failed straight from Connected or Completed.
     AgentFailedConnected,
+    /// An agent's gathering finds no candidate.
+    AgentNoCandidates,
     /// An agent report is lost.
     LostEvent,
     /// A partition.
@@ -295,7 +304,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in table order.
-    pub const ALL: [FaultKind; 15] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::CrashFloorZero,
         FaultKind::CrashFloorBelow,
         FaultKind::CrashFloorEqual,
@@ -303,6 +312,7 @@ impl FaultKind {
         FaultKind::AgentFailedChecking,
         FaultKind::AgentDisconnected,
         FaultKind::AgentFailedConnected,
+        FaultKind::AgentNoCandidates,
         FaultKind::LostEvent,
         FaultKind::Partition,
         FaultKind::Replay,
@@ -323,6 +333,7 @@ impl FaultKind {
             FaultKind::AgentFailedChecking => "agent-failed-checking",
             FaultKind::AgentDisconnected => "agent-disconnected",
             FaultKind::AgentFailedConnected => "agent-failed-connected",
+            FaultKind::AgentNoCandidates => "agent-no-candidates",
             FaultKind::LostEvent => "lost-event",
             FaultKind::Partition => "partition",
             FaultKind::Replay => "replay",
@@ -486,10 +497,11 @@ impl Plan {
         }
         for _ in 0..profile.agent_faults {
             let (node, remote) = pair(&mut r);
-            let kind = match r(3) {
+            let kind = match r(4) {
                 0 => AgentFaultKind::FailChecking,
                 1 => AgentFaultKind::Disconnect,
-                _ => AgentFaultKind::FailConnected,
+                2 => AgentFaultKind::FailConnected,
+                _ => AgentFaultKind::NoCandidates,
             };
             episodes.push(Episode::AgentFault {
                 at_ms: r(WINDOW),

@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use icepact::{AgentEvent, Candidate, Config, Description, Output, Peer, PublicKey};
+use icepact::{AgentEvent, Candidate, Config, Description, Output, Peer, PublicKey, Seed};
 
 /// Optional sealing of every message on the wire (the crypto-on figure).
 pub trait Seal {
@@ -48,8 +48,24 @@ pub fn ping_pong(rounds: u64, mut sealer: Option<&mut dyn Seal>) -> PingPong {
         .as_deref()
         .and_then(|s| s.keys())
         .unwrap_or((PublicKey([1; 32]), PublicKey([2; 32])));
-    let mut a = Peer::new(Config::default(), ka, kb, 1, 1, base).expect("distinct keys");
-    let mut b = Peer::new(Config::default(), kb, ka, 1, 2, base).expect("distinct keys");
+    let mut a = Peer::new(
+        Config::default(),
+        ka,
+        kb,
+        1,
+        Seed::insecure_from_u64(1),
+        base,
+    )
+    .expect("distinct keys");
+    let mut b = Peer::new(
+        Config::default(),
+        kb,
+        ka,
+        1,
+        Seed::insecure_from_u64(2),
+        base,
+    )
+    .expect("distinct keys");
     // Bind and confirm both sides, each with two candidates, like a real session.
     for round in 0..8 {
         let from_a = sends(&mut a);

@@ -21,7 +21,7 @@ use icepact::invariants::{self, Invariant, Violation};
 use icepact::reference_agent::{AgentKind, ContractBreach, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, AgentEvent, AgentId, Config, Credentials, Description, Disposition, Event,
-    Output, Peer, PublicKey, RestartCause, RestartPolicy,
+    Output, Peer, PublicKey, RestartCause, RestartPolicy, Seed,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -83,7 +83,9 @@ impl SimConfig {
     /// The faults this bound now also covers need no more: a regressed epoch floor
     /// (EPOCH_CATCH_UP) costs one reply round trip after the new process's first description
     /// gets through (the rate limit of the reply is the initial back-off, 0.5 s, well inside
-    /// the slack), and a lost report is repaired by the checking timeout, already counted.
+    /// the slack), and a lost report is repaired by the checking timeout, already counted. A
+    /// gathering that finds nothing costs the gathering timeout (10 s) in New, before any
+    /// `Connect`, in place of the checking timeout counted.
     pub fn liveness_bound(&self) -> Duration {
         let b = &self.core.backoff;
         let (_, max_interval) = b.bounds(u32::MAX);
@@ -495,7 +497,7 @@ impl World {
                 local,
                 self.nodes[r].key,
                 epoch_floor,
-                seed,
+                Seed::insecure_from_u64(seed),
                 now,
             )
             .expect("node keys are distinct");
@@ -1013,21 +1015,33 @@ impl World {
             return;
         };
         let connected = matches!(phase, Phase::Connected | Phase::Completed);
+        let gathering = slot.agent.gathering() && slot.peer.local_candidates().is_empty();
         let Some(i) = self.armed.iter().position(|a| {
             a.node == n
                 && a.remote == r
                 && match a.kind {
                     AgentFaultKind::FailChecking => phase == Phase::Checking,
                     AgentFaultKind::Disconnect | AgentFaultKind::FailConnected => connected,
+                    AgentFaultKind::NoCandidates => gathering,
                 }
         }) else {
             return;
         };
         let kind = self.armed.remove(i).kind;
-        slot.link.broken = true;
         match kind {
-            AgentFaultKind::FailChecking | AgentFaultKind::FailConnected => slot.agent.give_up(),
-            AgentFaultKind::Disconnect => slot.agent.pair_lost(),
+            AgentFaultKind::FailChecking | AgentFaultKind::FailConnected => {
+                slot.link.broken = true;
+                slot.agent.give_up();
+            }
+            AgentFaultKind::Disconnect => {
+                slot.link.broken = true;
+                slot.agent.pair_lost();
+            }
+            // The agent has no candidate: the pair cannot form, but the link is fine for the
+            // next agent.
+            AgentFaultKind::NoCandidates => {
+                slot.agent.gather_nothing();
+            }
         }
         self.outcome.stats.agent_faults += 1;
         self.outcome.struck.insert(kind.fault_kind());

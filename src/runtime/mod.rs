@@ -1,25 +1,25 @@
-//! The tokio runtime adapter (feature `tokio`): a driver task per node that runs one
-//! [`Peer`](crate::Peer) per remote key over a signaling [`Backend`] and a real ICE agent on
-//! UDP sockets.
+//! The tokio runtime adapter (feature `tokio`): a driver task per node that runs the sans-IO
+//! [`Endpoint`](crate::Endpoint) (one [`Peer`](crate::Peer) per remote key) over a signaling
+//! [`Backend`] and a real ICE agent per session on UDP sockets.
 //!
 //! The driver follows quinn's `ConnectionDriver`: it waits on the backend subscription, the
 //! ICE sockets, the application's commands and `sleep_until(poll_timeout)`, hands the input to
-//! the core with `Instant::now()` (never the deadline), then drains every output and agent
-//! event until nothing moves. Envelopes pass a per-peer size limit, rate limit and replay
-//! check before they are opened; what is refused is counted in [`PeerStats`].
+//! the endpoint with `Instant::now()` (never the deadline), then drains every output and agent
+//! event until nothing moves. The endpoint checks envelopes (size, rate limit, replay) before
+//! they are opened; what is refused is counted in [`PeerStats`]. Sessions are added and removed
+//! at any time ([`Node::add_peer`], [`Node::remove_peer`]).
 //!
 //! Backends: [`MemoryBackend`] (in-process) and, with feature `redis`, `RedisBackend` (Redis
 //! pub/sub, one channel per recipient key). See `docs/RUNTIME.md`.
 
 mod backend;
-mod guard;
 mod ice;
 mod node;
 #[cfg(feature = "redis")]
 mod redis;
 
+pub use crate::guard::{InboundLimits, PeerStats};
 pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscription};
-pub use guard::{InboundLimits, PeerStats};
 pub use ice::DATA_TAG;
 pub use node::{Node, NodeConfig, NodeEvent, NodeStatus, PeerStatus};
 #[cfg(feature = "redis")]
@@ -40,6 +40,9 @@ pub enum Error {
     /// A key or envelope could not be used.
     #[error(transparent)]
     Wire(#[from] crate::wire::Error),
+    /// The endpoint refused a command (unknown or duplicate peer, a key it cannot use).
+    #[error(transparent)]
+    Endpoint(#[from] crate::EndpointError),
     /// No session with this key.
     #[error("no session with {0:?}")]
     UnknownPeer(PublicKey),

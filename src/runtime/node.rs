@@ -1,5 +1,5 @@
-//! The node driver: one task per node running one [`Peer`] per remote, in the style of quinn's
-//! `ConnectionDriver`.
+//! The node driver: one task per node running an [`Endpoint`] (one [`Peer`](crate::Peer) per
+//! remote) and an ICE agent per session, in the style of quinn's `ConnectionDriver`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -7,22 +7,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Span};
 
 use super::backend::{Backend, BackendEvent, Subscription};
-use super::guard::{nonce_of, InboundLimits, PeerStats, RateLimiter, ReplayCache};
 use super::ice::{IceSession, Received};
 use super::Error;
-use crate::wire::{self, Channel, Header, Limits, SecretKey};
+use crate::wire::SecretKey;
 use crate::{
-    AgentCommand, Config, ConnectionState, Disposition, Event, IgnoreReason, Output, Peer,
-    PublicKey, SessionRef,
+    AgentCommand, Config, ConnectionState, Endpoint, EndpointConfig, EndpointOutput, Event,
+    InboundLimits, PeerStats, PublicKey, RestartCause, Seed, SessionRef,
 };
 
-/// Most passes over the peers in one drive before yielding (each pass makes progress; this
+/// Most passes over the agents in one drive before yielding (each pass makes progress; this
 /// only bounds a misbehaving agent).
 const MAX_DRIVE_PASSES: usize = 64;
 /// Queue lengths between the driver and its helpers.
@@ -31,7 +30,7 @@ const QUEUE: usize = 1024;
 /// Configuration of a [`Node`].
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// Configuration of every [`Peer`].
+    /// Configuration of every session's [`Peer`](crate::Peer).
     pub peer: Config,
     /// Inbound limits per remote peer.
     pub limits: InboundLimits,
@@ -100,6 +99,21 @@ pub enum NodeEvent {
         /// New state.
         to: ConnectionState,
     },
+    /// The agent of a session finished gathering without a local candidate (the node is bound
+    /// to an unspecified or non-local address, or no interface is usable): the session cannot
+    /// connect until this is fixed. The core restarts it after its gathering timeout, with a
+    /// growing deadline (rule GATHERING_TIMEOUT).
+    NoLocalCandidates {
+        /// The remote peer.
+        remote: PublicKey,
+    },
+    /// A session was restarted (new credentials, new agent).
+    Restarted {
+        /// The remote peer.
+        remote: PublicKey,
+        /// Why.
+        cause: RestartCause,
+    },
     /// A datagram arrived on the selected pair.
     Datagram {
         /// The remote peer.
@@ -119,6 +133,14 @@ enum Command {
         remote: PublicKey,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    AddPeer {
+        remote: PublicKey,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    RemovePeer {
+        remote: PublicKey,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
     Shutdown,
 }
 
@@ -134,7 +156,7 @@ pub struct Node {
 
 impl Node {
     /// Subscribes to our key on `backend` and starts the driver with one session per key in
-    /// `remotes`.
+    /// `remotes` (more can be added and removed later).
     pub async fn start<B: Backend>(
         backend: B,
         secret: SecretKey,
@@ -143,28 +165,18 @@ impl Node {
     ) -> Result<Node, Error> {
         let local = secret.public_key();
         let now = Instant::now();
-        let mut rng = ChaCha20Rng::from_os_rng();
+        // 256 bits from a generator seeded by the OS: credentials and nonces are secret.
+        let seed = Seed::from_rng(&mut ChaCha20Rng::from_os_rng());
         let epoch_floor = config.epoch_floor.unwrap_or_else(unix_micros);
-        let limits = Limits {
-            max_envelope_len: config.limits.max_envelope_len,
-            max_candidates: config.peer.max_candidates,
+        let endpoint_config = EndpointConfig {
+            peer: config.peer,
+            limits: config.limits,
         };
-        let mut slots = BTreeMap::new();
+        let mut endpoint = Endpoint::new(endpoint_config, secret, epoch_floor, seed);
+        let mut agents = BTreeMap::new();
         for &remote in remotes {
-            let channel = Channel::new(&secret, remote)?.with_limits(limits);
-            let peer = Peer::new(config.peer, local, remote, epoch_floor, rng.next_u64(), now)?;
-            slots.insert(
-                remote,
-                Slot {
-                    peer,
-                    channel,
-                    ice: None,
-                    stats: PeerStats::default(),
-                    limiter: RateLimiter::new(&config.limits, now),
-                    replay: ReplayCache::new(config.limits.replay_window),
-                    span: info_span!("peer", local = ?local, remote = ?remote),
-                },
-            );
+            endpoint.add_peer(now, remote)?;
+            agents.insert(remote, Agent::new(local, remote));
         }
         let subscription = backend.subscribe(local).await?;
         let backend = Arc::new(backend);
@@ -175,15 +187,14 @@ impl Node {
         let (status_tx, status) = watch::channel(NodeStatus::default());
         let (commands, commands_rx) = mpsc::channel(64);
         let driver = Driver {
-            slots,
+            endpoint,
+            agents,
             ctx: Ctx {
                 local,
-                rng,
                 publish: publish_tx,
                 udp_tx,
                 events: events_tx,
                 bind_ip: config.bind_ip,
-                unrouted: PeerStats::default(),
                 subscribed: false,
                 backend_losses: 0,
                 events_dropped: 0,
@@ -270,6 +281,21 @@ impl Node {
         rx.await.map_err(|_| Error::Stopped)?
     }
 
+    /// Starts a session with `remote`.
+    pub async fn add_peer(&self, remote: PublicKey) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::AddPeer { remote, reply }).await?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Ends the session with `remote`: its agent is closed and its envelopes are refused from
+    /// now on.
+    pub async fn remove_peer(&self, remote: PublicKey) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::RemovePeer { remote, reply }).await?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
     /// The next event, or `None` once the driver stopped.
     pub async fn next_event(&mut self) -> Option<NodeEvent> {
         self.events.recv().await
@@ -313,33 +339,44 @@ async fn publisher<B: Backend>(backend: Arc<B>, mut rx: mpsc::Receiver<(PublicKe
     }
 }
 
-/// One remote peer's session and its inbound guard.
-struct Slot {
-    peer: Peer,
-    channel: Channel,
+/// The ICE agent of one session, and the session's log span.
+struct Agent {
     ice: Option<IceSession>,
-    stats: PeerStats,
-    limiter: RateLimiter,
-    replay: ReplayCache,
     span: Span,
 }
 
-/// Everything the driver shares between slots.
+impl Agent {
+    fn new(local: PublicKey, remote: PublicKey) -> Agent {
+        Agent {
+            ice: None,
+            span: info_span!("peer", local = ?local, remote = ?remote),
+        }
+    }
+}
+
+/// What the driver shares between sessions.
 struct Ctx {
     local: PublicKey,
-    rng: ChaCha20Rng,
     publish: mpsc::Sender<(PublicKey, Vec<u8>)>,
     udp_tx: mpsc::Sender<Received>,
     events: mpsc::Sender<NodeEvent>,
     bind_ip: IpAddr,
-    unrouted: PeerStats,
     subscribed: bool,
     backend_losses: u64,
     events_dropped: u64,
 }
 
+impl Ctx {
+    fn emit(&mut self, event: NodeEvent) {
+        if self.events.try_send(event).is_err() {
+            self.events_dropped += 1;
+        }
+    }
+}
+
 struct Driver {
-    slots: BTreeMap<PublicKey, Slot>,
+    endpoint: Endpoint,
+    agents: BTreeMap<PublicKey, Agent>,
     ctx: Ctx,
     status: watch::Sender<NodeStatus>,
 }
@@ -380,59 +417,107 @@ impl Driver {
             }
         }
         let now = Instant::now();
-        for slot in self.slots.values_mut() {
-            let _span = slot.span.clone().entered();
-            if let Err(e) = slot.peer.close(now) {
+        let remotes: Vec<PublicKey> = self.agents.keys().copied().collect();
+        for remote in remotes {
+            if let Err(e) = self.endpoint.remove_peer(now, remote) {
                 debug!(error = %e, "close");
             }
-            slot.drain(&mut self.ctx, now);
-            slot.ice = None;
         }
+        self.outputs(now);
+        self.agents.clear();
         self.publish_status();
     }
 
-    /// Feeds queued agent events and drains outputs until nothing moves.
+    /// Carries out the endpoint's outputs and feeds queued agent events until nothing moves.
     fn drive(&mut self, now: Instant) {
-        for slot in self.slots.values_mut() {
-            let _span = slot.span.clone().entered();
-            for _ in 0..MAX_DRIVE_PASSES {
-                slot.drain(&mut self.ctx, now);
-                let Some(ice) = slot.ice.as_mut() else { break };
-                let Some(event) = ice.events.pop_front() else {
-                    break;
+        for _ in 0..MAX_DRIVE_PASSES {
+            self.outputs(now);
+            let mut moved = false;
+            for (remote, agent) in &mut self.agents {
+                let Some(ice) = agent.ice.as_mut() else {
+                    continue;
                 };
-                let agent = ice.id;
-                match slot.peer.handle_agent_event(now, agent, event.clone()) {
-                    Ok(d) => debug!(?event, ?d, "agent event"),
-                    Err(e) => warn!(?event, error = %e, "agent event refused"),
+                let _span = agent.span.clone().entered();
+                let id = ice.id;
+                while let Some(event) = ice.events.pop_front() {
+                    moved = true;
+                    match self
+                        .endpoint
+                        .handle_agent_event(now, *remote, id, event.clone())
+                    {
+                        Ok(d) => debug!(?event, ?d, "agent event"),
+                        Err(e) => warn!(?event, error = %e, "agent event refused"),
+                    }
                 }
             }
+            if !moved {
+                break;
+            }
+        }
+        self.outputs(now);
+    }
+
+    /// Carries out every queued output of the endpoint, in order.
+    fn outputs(&mut self, now: Instant) {
+        while let Some(output) = self.endpoint.poll_output() {
+            match output {
+                EndpointOutput::Transmit { to, envelope } => {
+                    if self.ctx.publish.try_send((to, envelope)).is_err() {
+                        self.endpoint.transmit_failed(&to);
+                    }
+                }
+                EndpointOutput::Agent { remote, command } => {
+                    if let Some(agent) = self.agents.get_mut(&remote) {
+                        let _span = agent.span.clone().entered();
+                        agent.command(&self.ctx, now, remote, command);
+                    }
+                }
+                EndpointOutput::Event { remote, event } => self.event(remote, event),
+            }
+        }
+    }
+
+    fn event(&mut self, remote: PublicKey, event: Event) {
+        let _span = self.agents.get(&remote).map(|a| a.span.clone().entered());
+        match event {
+            Event::StateChanged { from, to, trigger } => {
+                info!(?from, ?to, ?trigger, "state");
+                self.ctx.emit(NodeEvent::StateChanged { remote, from, to });
+            }
+            Event::NoLocalCandidates { timeouts } => {
+                warn!(
+                    bind_ip = %self.ctx.bind_ip,
+                    timeouts,
+                    "the ICE agent gathered no local candidate; the session cannot connect"
+                );
+                self.ctx.emit(NodeEvent::NoLocalCandidates { remote });
+            }
+            Event::Restarted { cause, restarts } => {
+                info!(?cause, restarts, "restarted");
+                self.ctx.emit(NodeEvent::Restarted { remote, cause });
+            }
+            event => info!(?event, "event"),
         }
     }
 
     fn next_deadline(&mut self) -> Option<Instant> {
-        self.slots
+        let agents = self
+            .agents
             .values_mut()
-            .flat_map(|s| {
-                [
-                    s.peer.poll_timeout(),
-                    s.ice.as_mut().and_then(|i| i.poll_timeout()),
-                ]
-            })
-            .flatten()
-            .min()
+            .filter_map(|a| a.ice.as_mut().and_then(|i| i.poll_timeout()));
+        agents.chain(self.endpoint.poll_timeout()).min()
     }
 
     fn timeout(&mut self, now: Instant) {
-        for slot in self.slots.values_mut() {
-            let _span = slot.span.clone().entered();
-            if slot.peer.poll_timeout().is_some_and(|t| t <= now) {
-                if let Err(e) = slot.peer.handle_timeout(now) {
-                    warn!(error = %e, "handle_timeout");
-                }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            if let Err(e) = self.endpoint.handle_timeout(now) {
+                warn!(error = %e, "handle_timeout");
             }
-            if let Some(ice) = slot.ice.as_mut() {
+        }
+        for agent in self.agents.values_mut() {
+            if let Some(ice) = agent.ice.as_mut() {
                 if ice.poll_timeout().is_some_and(|t| t <= now) {
+                    let _span = agent.span.clone().entered();
                     ice.handle_timeout(now);
                 }
             }
@@ -443,9 +528,9 @@ impl Driver {
         let now = Instant::now();
         match c {
             Command::Send { to, data, reply } => {
-                let result = match self.slots.get(&to) {
+                let result = match self.agents.get(&to) {
                     None => Err(Error::UnknownPeer(to)),
-                    Some(slot) => match slot.ice.as_ref() {
+                    Some(agent) => match agent.ice.as_ref() {
                         Some(ice) if ice.send_datagram(&data) => Ok(()),
                         _ => Err(Error::NotConnected(to)),
                     },
@@ -453,10 +538,22 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::Restart { remote, reply } => {
-                let result = match self.slots.get_mut(&remote) {
-                    None => Err(Error::UnknownPeer(remote)),
-                    Some(slot) => slot.peer.restart(now).map_err(Error::from),
-                };
+                let result = self.endpoint.restart(now, remote).map_err(Error::from);
+                let _ = reply.send(result);
+            }
+            Command::AddPeer { remote, reply } => {
+                let result = self.endpoint.add_peer(now, remote).map_err(Error::from);
+                if result.is_ok() {
+                    self.agents
+                        .insert(remote, Agent::new(self.ctx.local, remote));
+                }
+                let _ = reply.send(result);
+            }
+            Command::RemovePeer { remote, reply } => {
+                let result = self.endpoint.remove_peer(now, remote).map_err(Error::from);
+                // The Close command of the removed session's agent is carried out first.
+                self.outputs(now);
+                self.agents.remove(&remote);
                 let _ = reply.send(result);
             }
             Command::Shutdown => {}
@@ -464,72 +561,49 @@ impl Driver {
     }
 
     fn datagram(&mut self, now: Instant, r: Received) {
-        let Some(slot) = self.slots.get_mut(&r.remote) else {
+        let Some(agent) = self.agents.get_mut(&r.remote) else {
             return;
         };
-        let _span = slot.span.clone().entered();
-        let Some(ice) = slot.ice.as_mut().filter(|i| i.id == r.agent) else {
+        let _span = agent.span.clone().entered();
+        let Some(ice) = agent.ice.as_mut().filter(|i| i.id == r.agent) else {
             return;
         };
         if let Some(data) = ice.handle_datagram(now, r.from, &r.data) {
-            let event = NodeEvent::Datagram {
+            self.ctx.emit(NodeEvent::Datagram {
                 remote: r.remote,
                 data,
-            };
-            if self.ctx.events.try_send(event).is_err() {
-                self.ctx.events_dropped += 1;
-            }
+            });
         }
     }
 
-    /// Inbound protection, then the core. Everything refused is counted, nothing refused
-    /// reaches the peer.
+    /// The endpoint checks, opens and applies it; what it refuses is counted in its stats.
     fn envelope(&mut self, now: Instant, bytes: &[u8]) {
-        let header = match Header::peek(bytes, &Limits::default()) {
-            Ok(h) => h,
-            Err(wire::Error::TooLarge { .. }) => {
-                self.ctx.unrouted.oversized += 1;
-                return;
-            }
-            Err(e) => {
-                debug!(error = %e, "undecodable envelope");
-                self.ctx.unrouted.garbage += 1;
-                return;
-            }
-        };
-        if header.recipient != self.ctx.local {
-            self.ctx.unrouted.misrouted += 1;
-            return;
+        if let Err(refusal) = self.endpoint.handle_envelope(now, bytes) {
+            debug!(%refusal, "envelope refused");
         }
-        let Some(slot) = self.slots.get_mut(&header.sender) else {
-            self.ctx.unrouted.misrouted += 1;
-            return;
-        };
-        let _span = slot.span.clone().entered();
-        slot.inbound(now, bytes);
-        slot.drain(&mut self.ctx, now);
     }
 
     fn publish_status(&mut self) {
         let peers = self
-            .slots
-            .iter()
-            .map(|(k, s)| {
+            .endpoint
+            .peers()
+            .map(|(k, peer)| {
+                let ice = self.agents.get(k).and_then(|a| a.ice.as_ref());
                 let status = PeerStatus {
-                    state: s.peer.state(),
-                    restarts: s.peer.restarts(),
-                    local_session: s.peer.local_session(),
-                    remote_session: s.peer.remote_session(),
-                    local_addr: s.ice.as_ref().map(IceSession::local_addr),
-                    selected: s.ice.as_ref().and_then(IceSession::selected),
-                    stats: s.stats,
+                    state: peer.state(),
+                    restarts: peer.restarts(),
+                    local_session: peer.local_session(),
+                    remote_session: peer.remote_session(),
+                    local_addr: ice.map(IceSession::local_addr),
+                    selected: ice.and_then(IceSession::selected),
+                    stats: self.endpoint.stats(k).unwrap_or_default(),
                 };
                 (*k, status)
             })
             .collect();
         let status = NodeStatus {
             peers,
-            unrouted: self.ctx.unrouted,
+            unrouted: self.endpoint.unrouted(),
             subscribed: self.ctx.subscribed,
             backend_losses: self.ctx.backend_losses,
             events_dropped: self.ctx.events_dropped,
@@ -545,96 +619,8 @@ impl Driver {
     }
 }
 
-impl Slot {
-    /// Checks an envelope that claims to come from this peer, opens it and applies it.
-    fn inbound(&mut self, now: Instant, bytes: &[u8]) {
-        let limits = self.channel.limits();
-        if bytes.len() > limits.max_envelope_len {
-            self.stats.oversized += 1;
-            return;
-        }
-        if !self.limiter.allow(now) {
-            self.stats.rate_limited += 1;
-            return;
-        }
-        let Some(nonce) = nonce_of(bytes) else {
-            self.stats.garbage += 1;
-            return;
-        };
-        if self.replay.contains(&nonce) {
-            self.stats.replayed += 1;
-            return;
-        }
-        let description = match self.channel.open(bytes) {
-            Ok(d) => d,
-            Err(wire::Error::Authentication | wire::Error::Binding(_)) => {
-                self.stats.wrong_key += 1;
-                return;
-            }
-            Err(wire::Error::NotForUs | wire::Error::UnexpectedSender) => {
-                self.stats.misrouted += 1;
-                return;
-            }
-            Err(e) => {
-                debug!(error = %e, "invalid envelope");
-                self.stats.garbage += 1;
-                return;
-            }
-        };
-        self.replay.insert(nonce);
-        match self.peer.handle_description(now, &description) {
-            Ok(Disposition::Applied) => self.stats.applied += 1,
-            Ok(Disposition::Ignored(IgnoreReason::Duplicate(_))) => self.stats.duplicate += 1,
-            Ok(Disposition::Ignored(reason)) => {
-                debug!(?reason, "ignored description");
-                self.stats.stale += 1;
-            }
-            Err(e) => {
-                warn!(error = %e, "description rejected");
-                self.stats.rejected += 1;
-            }
-        }
-    }
-
-    /// Carries out the peer's outputs in order.
-    fn drain(&mut self, ctx: &mut Ctx, now: Instant) {
-        while let Some(output) = self.peer.poll_output() {
-            match output {
-                Output::Send(d) => match self.channel.seal(&d, &mut ctx.rng) {
-                    Ok(envelope) => {
-                        if ctx
-                            .publish
-                            .try_send((self.channel.remote_key(), envelope))
-                            .is_ok()
-                        {
-                            self.stats.sent += 1;
-                        } else {
-                            self.stats.send_failed += 1;
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot seal description");
-                        self.stats.send_failed += 1;
-                    }
-                },
-                Output::Agent(command) => self.agent_command(ctx, now, command),
-                Output::Event(Event::StateChanged { from, to, trigger }) => {
-                    info!(?from, ?to, ?trigger, "state");
-                    let event = NodeEvent::StateChanged {
-                        remote: self.channel.remote_key(),
-                        from,
-                        to,
-                    };
-                    if ctx.events.try_send(event).is_err() {
-                        ctx.events_dropped += 1;
-                    }
-                }
-                Output::Event(event) => info!(?event, "event"),
-            }
-        }
-    }
-
-    fn agent_command(&mut self, ctx: &Ctx, now: Instant, command: AgentCommand) {
+impl Agent {
+    fn command(&mut self, ctx: &Ctx, now: Instant, remote: PublicKey, command: AgentCommand) {
         debug!(?command, "agent command");
         if let AgentCommand::Create {
             agent,
@@ -642,7 +628,6 @@ impl Slot {
             role,
         } = &command
         {
-            let remote = self.channel.remote_key();
             match IceSession::new(
                 *agent,
                 remote,

@@ -16,7 +16,7 @@ use icepact::invariants;
 use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, AgentId, Candidate, Config, ConnectionState, Credentials, Description, Event,
-    Output, Peer, PublicKey, SessionRef,
+    Output, Peer, PublicKey, Seed, SessionRef,
 };
 
 pub const A_KEY: PublicKey = PublicKey([1; 32]);
@@ -38,6 +38,8 @@ pub struct Node {
     pub transitions: Vec<(ConnectionState, ConnectionState)>,
     pub sent: Vec<Description>,
     pub restarts: Vec<icepact::RestartCause>,
+    /// Every other event, in order.
+    pub events: Vec<Event>,
 }
 
 impl Node {
@@ -49,6 +51,7 @@ impl Node {
             transitions: Vec::new(),
             sent: Vec::new(),
             restarts: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -110,8 +113,24 @@ impl Pair {
     /// Two peers whose agents behave like `kind`.
     pub fn with_agents(config: Config, seed_a: u64, seed_b: u64, kind: AgentKind) -> Pair {
         let now = base();
-        let a = Peer::new(config, A_KEY, B_KEY, 100, seed_a, now).unwrap();
-        let b = Peer::new(config, B_KEY, A_KEY, 100, seed_b, now).unwrap();
+        let a = Peer::new(
+            config,
+            A_KEY,
+            B_KEY,
+            100,
+            Seed::insecure_from_u64(seed_a),
+            now,
+        )
+        .unwrap();
+        let b = Peer::new(
+            config,
+            B_KEY,
+            A_KEY,
+            100,
+            Seed::insecure_from_u64(seed_b),
+            now,
+        )
+        .unwrap();
         let mut pair = Pair {
             now,
             a: Node::new(a, kind),
@@ -157,7 +176,7 @@ impl Pair {
                 Output::Event(Event::Restarted { cause, .. }) => {
                     self.node(is_a).restarts.push(cause)
                 }
-                Output::Event(_) => {}
+                Output::Event(e) => self.node(is_a).events.push(e),
                 other => panic!("unknown output {other:?}"),
             }
         }

@@ -1,4 +1,5 @@
-//! Inbound protection: rate limit, replay cache and the counters that record what was refused.
+//! Inbound protection of an [`Endpoint`](crate::Endpoint): rate limit, replay cache and the
+//! counters that record what was refused.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
@@ -29,10 +30,9 @@ impl Default for InboundLimits {
     }
 }
 
-/// What happened to envelopes claiming to come from one peer (or, for [`NodeStatus::unrouted`],
-/// from no peer of ours).
-///
-/// [`NodeStatus::unrouted`]: super::NodeStatus::unrouted
+/// What happened to envelopes claiming to come from one peer (or, for
+/// [`Endpoint::unrouted`](crate::Endpoint::unrouted), from no peer of ours), and to the
+/// descriptions sent to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeerStats {
     /// Opened and applied by the peer.

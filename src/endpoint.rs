@@ -1,0 +1,447 @@
+//! [`Endpoint`]: every session of one local key, behind the inbound checks, in sans-IO style.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+use crate::agent::{AgentCommand, AgentEvent, AgentId};
+use crate::config::Config;
+use crate::error::{Disposition, Error};
+use crate::guard::{nonce_of, InboundLimits, PeerStats, RateLimiter, ReplayCache};
+use crate::keys::PublicKey;
+use crate::peer::{Event, Output, Peer};
+use crate::rng::Seed;
+use crate::wire::{self, Channel, Header, Limits, SecretKey};
+
+/// Configuration of an [`Endpoint`]: the configuration of every session and the limits on what
+/// each remote may send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// Configuration of each session's [`Peer`].
+    pub peer: Config,
+    /// Limits applied to envelopes from each remote before they are opened.
+    pub limits: InboundLimits,
+}
+
+/// Work the embedding must carry out, polled from [`Endpoint::poll_output`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndpointOutput {
+    /// Publish this sealed envelope to `to` on the signaling backend.
+    Transmit {
+        /// The recipient.
+        to: PublicKey,
+        /// The sealed envelope.
+        envelope: Vec<u8>,
+    },
+    /// Pass this command to the ICE agent of the session with `remote`.
+    Agent {
+        /// The remote peer.
+        remote: PublicKey,
+        /// The command.
+        command: AgentCommand,
+    },
+    /// Something happened in the session with `remote`.
+    Event {
+        /// The remote peer.
+        remote: PublicKey,
+        /// What happened.
+        event: Event,
+    },
+}
+
+/// Why an envelope was refused before it reached a session. Every refusal is also counted in
+/// the [`PeerStats`] of the claimed sender (or in [`Endpoint::unrouted`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Larger than [`InboundLimits::max_envelope_len`].
+    #[error("envelope larger than the limit")]
+    Oversized,
+    /// Not a well-formed envelope or body.
+    #[error("malformed envelope: {0}")]
+    Garbage(wire::Error),
+    /// Addressed to another key.
+    #[error("envelope addressed to another key")]
+    NotForUs,
+    /// From a key that has no session here.
+    #[error("no session with the sender {0:?}")]
+    UnknownSender(PublicKey),
+    /// The sender exceeded its rate limit.
+    #[error("rate limit exceeded")]
+    RateLimited,
+    /// A nonce seen before: a replayed or duplicated envelope.
+    #[error("replayed envelope")]
+    Replayed,
+    /// The box did not open, or its sealed keys contradict the envelope (wrong key, forged,
+    /// reflected).
+    #[error("envelope does not authenticate: {0}")]
+    WrongKey(wire::Error),
+    /// Opened, and refused by the session as breaking the protocol.
+    #[error("description refused: {0}")]
+    Rejected(Error),
+}
+
+/// Errors of the [`Endpoint`]'s commands.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// No session with this key.
+    #[error("no session with {0:?}")]
+    UnknownPeer(PublicKey),
+    /// A session with this key exists already.
+    #[error("a session with {0:?} exists already")]
+    PeerExists(PublicKey),
+    /// The remote's key is not a usable X25519 key, or equals ours.
+    #[error(transparent)]
+    Key(#[from] wire::Error),
+    /// The session refused the input.
+    #[error(transparent)]
+    Peer(#[from] Error),
+}
+
+/// One session and its inbound guard.
+#[derive(Debug)]
+struct Session {
+    peer: Peer,
+    channel: Channel,
+    stats: PeerStats,
+    limiter: RateLimiter,
+    replay: ReplayCache,
+}
+
+/// Every session of one local key: a [`Peer`] per remote, created and removed at any time,
+/// behind the checks every envelope passes before it is opened.
+///
+/// # Contract
+///
+/// The same as [`Peer`]'s, for many peers at once. *Inputs*:
+/// - [`handle_envelope`](Endpoint::handle_envelope): bytes from the signaling backend. The
+///   envelope is routed by its sender key and checked, in order, for size, the sender's rate
+///   limit, a replayed nonce and authentication, before the description reaches the session;
+///   a refusal is a typed [`Refusal`], counted, and changes no session;
+/// - [`handle_agent_event`](Endpoint::handle_agent_event): a report of the ICE agent of one
+///   session;
+/// - [`handle_timeout`](Endpoint::handle_timeout): time has passed;
+/// - [`add_peer`](Endpoint::add_peer), [`remove_peer`](Endpoint::remove_peer),
+///   [`restart`](Endpoint::restart): commands of the embedding, at any time.
+///
+/// *Outputs*: after every input, drain [`poll_output`](Endpoint::poll_output) (sealed envelopes
+/// to publish, agent commands, events, each naming its remote), then call
+/// [`handle_timeout`](Endpoint::handle_timeout) at [`poll_timeout`](Endpoint::poll_timeout).
+///
+/// The endpoint reads no clock and no global RNG: envelope nonces and the sessions' seeds come
+/// from the [`Seed`] given to [`Endpoint::new`].
+#[derive(Debug)]
+pub struct Endpoint {
+    secret: SecretKey,
+    local: PublicKey,
+    config: EndpointConfig,
+    sessions: BTreeMap<PublicKey, Session>,
+    unrouted: PeerStats,
+    /// Envelope nonces and the seeds of new sessions.
+    rng: ChaCha20Rng,
+    /// The epoch floor of the next session: above every epoch a removed session used, so that a
+    /// remote removed and added again starts above its old epochs (rule EPOCH_ORDER).
+    next_floor: u64,
+    queue: VecDeque<EndpointOutput>,
+}
+
+impl Endpoint {
+    /// An endpoint with no sessions for the key pair of `secret`.
+    ///
+    /// `epoch_floor` is the first epoch of every session, with the contract of
+    /// [`Peer::new`]: above every epoch this key used before (the Unix time in microseconds at
+    /// start-up is the usual choice). `seed` must be secret and fresh (see [`Seed`]).
+    pub fn new(config: EndpointConfig, secret: SecretKey, epoch_floor: u64, seed: Seed) -> Self {
+        Endpoint {
+            local: secret.public_key(),
+            secret,
+            config,
+            sessions: BTreeMap::new(),
+            unrouted: PeerStats::default(),
+            rng: ChaCha20Rng::from_seed(seed.to_bytes()),
+            next_floor: epoch_floor,
+            queue: VecDeque::new(),
+        }
+    }
+
+    /// Our public key.
+    pub fn local_key(&self) -> PublicKey {
+        self.local
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Starts a session with `remote`: its first agent command and description are queued.
+    pub fn add_peer(&mut self, now: Instant, remote: PublicKey) -> Result<(), EndpointError> {
+        if self.sessions.contains_key(&remote) {
+            return Err(EndpointError::PeerExists(remote));
+        }
+        let limits = Limits {
+            max_envelope_len: self.config.limits.max_envelope_len,
+            max_candidates: self.config.peer.max_candidates,
+        };
+        let channel = Channel::new(&self.secret, remote)?.with_limits(limits);
+        let seed = Seed::from_rng(&mut self.rng);
+        let peer = Peer::new(
+            self.config.peer,
+            self.local,
+            remote,
+            self.next_floor,
+            seed,
+            now,
+        )?;
+        self.sessions.insert(
+            remote,
+            Session {
+                peer,
+                channel,
+                stats: PeerStats::default(),
+                limiter: RateLimiter::new(&self.config.limits, now),
+                replay: ReplayCache::new(self.config.limits.replay_window),
+            },
+        );
+        self.drain(remote);
+        Ok(())
+    }
+
+    /// Ends the session with `remote`: its agent's `Close` is queued, and envelopes from
+    /// `remote` are refused from now on. A session added again later starts above every epoch
+    /// this one used.
+    pub fn remove_peer(&mut self, now: Instant, remote: PublicKey) -> Result<(), EndpointError> {
+        let session = self
+            .sessions
+            .get_mut(&remote)
+            .ok_or(EndpointError::UnknownPeer(remote))?;
+        let used = session.peer.local_session().map(|s| s.epoch);
+        session.peer.close(now)?;
+        self.drain(remote);
+        self.sessions.remove(&remote);
+        if let Some(epoch) = used {
+            self.next_floor = self.next_floor.max(epoch.saturating_add(1));
+        }
+        Ok(())
+    }
+
+    /// Restarts the session with `remote` (new epoch, credentials and agent).
+    pub fn restart(&mut self, now: Instant, remote: PublicKey) -> Result<(), EndpointError> {
+        let session = self.session_mut(remote)?;
+        session.peer.restart(now)?;
+        self.drain(remote);
+        Ok(())
+    }
+
+    /// Checks, opens and applies an envelope from the signaling backend.
+    pub fn handle_envelope(
+        &mut self,
+        now: Instant,
+        envelope: &[u8],
+    ) -> Result<Disposition, Refusal> {
+        let header = match Header::peek(envelope, &Limits::default()) {
+            Ok(h) => h,
+            Err(wire::Error::TooLarge { .. }) => {
+                self.unrouted.oversized += 1;
+                return Err(Refusal::Oversized);
+            }
+            Err(e) => {
+                self.unrouted.garbage += 1;
+                return Err(Refusal::Garbage(e));
+            }
+        };
+        if header.recipient != self.local {
+            self.unrouted.misrouted += 1;
+            return Err(Refusal::NotForUs);
+        }
+        let Some(session) = self.sessions.get_mut(&header.sender) else {
+            self.unrouted.misrouted += 1;
+            return Err(Refusal::UnknownSender(header.sender));
+        };
+        let result = session.inbound(now, envelope);
+        self.drain(header.sender);
+        result
+    }
+
+    /// Applies a report of the ICE agent `agent` of the session with `remote`.
+    pub fn handle_agent_event(
+        &mut self,
+        now: Instant,
+        remote: PublicKey,
+        agent: AgentId,
+        event: AgentEvent,
+    ) -> Result<Disposition, EndpointError> {
+        let session = self.session_mut(remote)?;
+        let result = session.peer.handle_agent_event(now, agent, event);
+        self.drain(remote);
+        Ok(result?)
+    }
+
+    /// Fires the timers due at `now` in every session. A session that refuses the time (it
+    /// went backwards) is skipped; the first such error is returned after all were tried.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), EndpointError> {
+        let due: Vec<PublicKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.peer.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut first = None;
+        for remote in due {
+            if let Some(s) = self.sessions.get_mut(&remote) {
+                if let Err(e) = s.peer.handle_timeout(now) {
+                    first.get_or_insert(e);
+                }
+            }
+            self.drain(remote);
+        }
+        first.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// The next piece of work, or `None` when drained.
+    pub fn poll_output(&mut self) -> Option<EndpointOutput> {
+        self.queue.pop_front()
+    }
+
+    /// When [`handle_timeout`](Endpoint::handle_timeout) should be called next: the earliest
+    /// timer of any session.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .filter_map(|s| s.peer.poll_timeout())
+            .min()
+    }
+
+    /// The session with `remote`.
+    pub fn peer(&self, remote: &PublicKey) -> Option<&Peer> {
+        self.sessions.get(remote).map(|s| &s.peer)
+    }
+
+    /// Every session, by remote key.
+    pub fn peers(&self) -> impl Iterator<Item = (&PublicKey, &Peer)> {
+        self.sessions.iter().map(|(k, s)| (k, &s.peer))
+    }
+
+    /// What happened to envelopes from `remote` and descriptions sent to it.
+    pub fn stats(&self, remote: &PublicKey) -> Option<PeerStats> {
+        self.sessions.get(remote).map(|s| s.stats)
+    }
+
+    /// Envelopes that reached no session: malformed, addressed to another key, or from a key
+    /// with no session here.
+    pub fn unrouted(&self) -> PeerStats {
+        self.unrouted
+    }
+
+    /// Records that the embedding could not publish a [`EndpointOutput::Transmit`] to `to`
+    /// (the backend refused it, its queue was full), so that the session's
+    /// [`PeerStats::send_failed`] counts every lost send. The session re-sends what is not
+    /// acknowledged, so nothing else is needed.
+    pub fn transmit_failed(&mut self, to: &PublicKey) {
+        if let Some(s) = self.sessions.get_mut(to) {
+            s.stats.sent = s.stats.sent.saturating_sub(1);
+            s.stats.send_failed += 1;
+        }
+    }
+
+    fn session_mut(&mut self, remote: PublicKey) -> Result<&mut Session, EndpointError> {
+        self.sessions
+            .get_mut(&remote)
+            .ok_or(EndpointError::UnknownPeer(remote))
+    }
+
+    /// Moves the outputs of the session with `remote` to the queue, sealing descriptions.
+    fn drain(&mut self, remote: PublicKey) {
+        let Some(session) = self.sessions.get_mut(&remote) else {
+            return;
+        };
+        while let Some(out) = session.peer.poll_output() {
+            let out = match out {
+                Output::Send(d) => match session.channel.seal(&d, &mut self.rng) {
+                    Ok(envelope) => {
+                        session.stats.sent += 1;
+                        EndpointOutput::Transmit {
+                            to: remote,
+                            envelope,
+                        }
+                    }
+                    Err(_) => {
+                        // A description the wire cannot carry (more candidates than its limits):
+                        // counted; the session re-sends, and the remote's acknowledgements stay
+                        // where they are.
+                        session.stats.send_failed += 1;
+                        continue;
+                    }
+                },
+                Output::Agent(command) => EndpointOutput::Agent { remote, command },
+                Output::Event(event) => EndpointOutput::Event { remote, event },
+            };
+            self.queue.push_back(out);
+        }
+    }
+}
+
+impl Session {
+    /// The checks before opening, then the session.
+    fn inbound(&mut self, now: Instant, envelope: &[u8]) -> Result<Disposition, Refusal> {
+        if envelope.len() > self.channel.limits().max_envelope_len {
+            self.stats.oversized += 1;
+            return Err(Refusal::Oversized);
+        }
+        if !self.limiter.allow(now) {
+            self.stats.rate_limited += 1;
+            return Err(Refusal::RateLimited);
+        }
+        let Some(nonce) = nonce_of(envelope) else {
+            self.stats.garbage += 1;
+            return Err(Refusal::Garbage(wire::Error::Envelope(
+                wire::EnvelopeError::MissingContents,
+            )));
+        };
+        if self.replay.contains(&nonce) {
+            self.stats.replayed += 1;
+            return Err(Refusal::Replayed);
+        }
+        let description = match self.channel.open(envelope) {
+            Ok(d) => d,
+            Err(e @ (wire::Error::Authentication | wire::Error::Binding(_))) => {
+                self.stats.wrong_key += 1;
+                return Err(Refusal::WrongKey(e));
+            }
+            Err(wire::Error::NotForUs) => {
+                self.stats.misrouted += 1;
+                return Err(Refusal::NotForUs);
+            }
+            Err(wire::Error::UnexpectedSender) => {
+                self.stats.misrouted += 1;
+                return Err(Refusal::UnknownSender(self.channel.remote_key()));
+            }
+            Err(e) => {
+                self.stats.garbage += 1;
+                return Err(Refusal::Garbage(e));
+            }
+        };
+        // Only an authenticated envelope's nonce is remembered: a forger cannot fill the cache.
+        self.replay.insert(nonce);
+        match self.peer.handle_description(now, &description) {
+            Ok(d) => {
+                match d {
+                    Disposition::Applied => self.stats.applied += 1,
+                    Disposition::Ignored(crate::IgnoreReason::Duplicate(_)) => {
+                        self.stats.duplicate += 1
+                    }
+                    Disposition::Ignored(_) => self.stats.stale += 1,
+                }
+                Ok(d)
+            }
+            Err(e) => {
+                self.stats.rejected += 1;
+                Err(Refusal::Rejected(e))
+            }
+        }
+    }
+}
