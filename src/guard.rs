@@ -56,9 +56,10 @@ pub struct PeerStats {
     pub replayed: u64,
     /// Addressed to another key, or from a sender we have no peer for.
     pub misrouted: u64,
-    /// Descriptions sealed and handed to the backend.
+    /// Descriptions sealed and handed to the backend (and not reported failed since).
     pub sent: u64,
-    /// Descriptions that could not be sealed or published.
+    /// Descriptions that could not be sealed or published (reported with
+    /// [`Endpoint::transmit_failed`](crate::Endpoint::transmit_failed)).
     pub send_failed: u64,
 }
 

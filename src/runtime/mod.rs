@@ -23,7 +23,9 @@ pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscripti
 pub use ice::DATA_TAG;
 pub use node::{Node, NodeConfig, NodeEvent, NodeStatus, PeerStatus};
 #[cfg(feature = "redis")]
-pub use redis::{channel_name, RedisBackend, RedisStats, CHANNEL_PREFIX};
+pub use redis::{
+    channel_name, RedisBackend, RedisStats, CHANNEL_PREFIX, HEALTH_DEADLINE, HEALTH_INTERVAL,
+};
 
 use crate::PublicKey;
 

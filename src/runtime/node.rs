@@ -181,7 +181,8 @@ impl Node {
         let subscription = backend.subscribe(local).await?;
         let backend = Arc::new(backend);
         let (publish_tx, publish_rx) = mpsc::channel(QUEUE);
-        tokio::spawn(publisher(Arc::clone(&backend), publish_rx));
+        let (failed_tx, failed_rx) = mpsc::channel(QUEUE);
+        tokio::spawn(publisher(Arc::clone(&backend), publish_rx, failed_tx));
         let (udp_tx, udp_rx) = mpsc::channel(QUEUE);
         let (events_tx, events) = mpsc::channel(QUEUE);
         let (status_tx, status) = watch::channel(NodeStatus::default());
@@ -203,7 +204,7 @@ impl Node {
         };
         let span = info_span!("node", local = ?local);
         let task = tokio::spawn(tracing::Instrument::instrument(
-            driver.run(subscription, udp_rx, commands_rx),
+            driver.run(subscription, udp_rx, commands_rx, failed_rx),
             span,
         ));
         Ok(Node {
@@ -329,12 +330,19 @@ fn unix_micros() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Publishes sealed envelopes in order, off the driver's path.
-async fn publisher<B: Backend>(backend: Arc<B>, mut rx: mpsc::Receiver<(PublicKey, Vec<u8>)>) {
+/// Publishes sealed envelopes in order, off the driver's path, and tells the driver which
+/// failed (so that `PeerStats::send_failed` counts them).
+async fn publisher<B: Backend>(
+    backend: Arc<B>,
+    mut rx: mpsc::Receiver<(PublicKey, Vec<u8>)>,
+    failed: mpsc::Sender<PublicKey>,
+) {
     while let Some((to, envelope)) = rx.recv().await {
         if let Err(e) = backend.publish(to, envelope).await {
             // Dropped: the core re-sends what the remote does not acknowledge.
             debug!(error = %e, "publish failed");
+            // A full queue loses the count only (the driver is far behind anyway).
+            let _ = failed.try_send(to);
         }
     }
 }
@@ -387,6 +395,7 @@ impl Driver {
         mut subscription: Subscription,
         mut udp: mpsc::Receiver<Received>,
         mut commands: mpsc::Receiver<Command>,
+        mut failed: mpsc::Receiver<PublicKey>,
     ) {
         let mut backend_open = true;
         loop {
@@ -413,6 +422,8 @@ impl Driver {
                 },
                 // The driver holds a sender, so this never yields None.
                 Some(received) = udp.recv() => self.datagram(Instant::now(), received),
+                // None once the publisher ended (never before the driver): then disabled.
+                Some(to) = failed.recv() => self.endpoint.transmit_failed(&to),
                 () = sleep_until(deadline) => self.timeout(Instant::now()),
             }
         }

@@ -21,6 +21,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RECONNECT_INITIAL: Duration = Duration::from_millis(50);
 /// Longest delay between reconnection attempts.
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// How often the subscription connection is checked with `PING` (default).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a `PING` or `PUBLISH` may take before the connection is taken as dead (default).
+pub const HEALTH_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The channel name for a recipient key.
 pub fn channel_name(key: &PublicKey) -> String {
@@ -41,17 +45,36 @@ pub struct RedisStats {
     pub publish_failed: AtomicU64,
     /// Subscriptions (re)established, the first ones included.
     pub subscribed: AtomicU64,
-    /// Subscriptions lost.
+    /// Subscriptions lost (the connection closed, or a health check failed).
     pub lost: AtomicU64,
+    /// Health checks of the subscription connection that failed or ran out of time (a frozen
+    /// or half-open server).
+    pub health_failed: AtomicU64,
 }
 
 /// Signaling over Redis pub/sub (stateless: Redis keeps nothing for an absent subscriber).
 /// Lost connections are re-established with back-off, and subscriptions resubscribed.
+///
+/// A server that stops answering without closing the connection (frozen, or a half-open TCP
+/// connection after a network change) is found by a `PING` on the subscription connection every
+/// [`HEALTH_INTERVAL`] that must be answered within [`HEALTH_DEADLINE`]
+/// ([`with_health_check`](RedisBackend::with_health_check) sets both): the subscription is then
+/// reported lost ([`BackendEvent::Lost`]) and re-established. A `PUBLISH` that takes longer
+/// than the deadline fails. A subscribed connection receives nothing while no one publishes to
+/// it, so without the check a frozen server goes unnoticed.
 #[derive(Clone)]
 pub struct RedisBackend {
     client: redis::Client,
     publisher: Arc<Mutex<Option<MultiplexedConnection>>>,
     stats: Arc<RedisStats>,
+    health: Health,
+}
+
+/// The subscription's health check.
+#[derive(Clone, Copy, Debug)]
+struct Health {
+    interval: Duration,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -71,7 +94,22 @@ impl RedisBackend {
             client,
             publisher: Arc::new(Mutex::new(None)),
             stats: Arc::new(RedisStats::default()),
+            health: Health {
+                interval: HEALTH_INTERVAL,
+                deadline: HEALTH_DEADLINE,
+            },
         })
+    }
+
+    /// Checks the subscription connection every `interval` with a `PING` that must be answered
+    /// within `deadline` (a zero interval is taken as 1 ms); `deadline` also bounds a
+    /// `PUBLISH`. A frozen server is then reported within `interval + deadline`.
+    pub fn with_health_check(mut self, interval: Duration, deadline: Duration) -> RedisBackend {
+        self.health = Health {
+            interval: interval.max(Duration::from_millis(1)),
+            deadline,
+        };
+        self
     }
 
     /// The backend's counters.
@@ -107,7 +145,7 @@ impl RedisBackend {
 
 impl Backend for RedisBackend {
     async fn publish(&self, to: PublicKey, envelope: Vec<u8>) -> Result<(), BackendError> {
-        let result = async {
+        let attempt = async {
             let mut conn = self.connection().await?;
             let sent: Result<i64, _> = redis::cmd("PUBLISH")
                 .arg(channel_name(&to))
@@ -116,8 +154,12 @@ impl Backend for RedisBackend {
                 .await;
             sent.map(drop)
                 .map_err(|e| BackendError::Unavailable(e.to_string()))
-        }
-        .await;
+        };
+        // A frozen server never answers: without a deadline the publisher would wait forever
+        // and every later envelope would queue behind it.
+        let result = tokio::time::timeout(self.health.deadline, attempt)
+            .await
+            .unwrap_or_else(|_| Err(BackendError::Unavailable("publish timed out".into())));
         match &result {
             Ok(()) => {
                 self.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +184,8 @@ impl Backend for RedisBackend {
         // unreachable server; later ones are made by the task.
         let first = subscribe_once(&client, &channel).await?;
         stats.subscribed.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(subscription_task(client, channel, first, tx, stats));
+        let health = self.health;
+        tokio::spawn(subscription_task(client, channel, first, tx, stats, health));
         Ok(Subscription::new(rx))
     }
 }
@@ -171,6 +214,7 @@ async fn subscription_task(
     first: redis::aio::PubSub,
     tx: mpsc::Sender<BackendEvent>,
     stats: Arc<RedisStats>,
+    health: Health,
 ) {
     let mut pubsub = Some(first);
     let mut delay = RECONNECT_INITIAL;
@@ -181,7 +225,11 @@ async fn subscription_task(
     loop {
         if let Some(conn) = pubsub.take() {
             delay = RECONNECT_INITIAL;
-            let mut messages = conn.into_on_message();
+            let (mut sink, mut messages) = conn.split();
+            let mut check = tokio::time::interval(health.interval);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate: the connection was just made.
+            check.tick().await;
             loop {
                 tokio::select! {
                     msg = messages.next() => {
@@ -191,6 +239,23 @@ async fn subscription_task(
                         match tx.try_send(BackendEvent::Envelope(payload)) {
                             Err(mpsc::error::TrySendError::Closed(_)) => return,
                             Err(mpsc::error::TrySendError::Full(_)) | Ok(()) => {}
+                        }
+                    }
+                    _ = check.tick() => {
+                        // In subscribed mode the answer is ["pong", ""]: any answer will do.
+                        let pong = tokio::time::timeout(
+                            health.deadline,
+                            sink.ping::<redis::Value>(),
+                        )
+                        .await;
+                        if !matches!(pong, Ok(Ok(_))) {
+                            stats.health_failed.fetch_add(1, Ordering::Relaxed);
+                            warn!(
+                                %channel,
+                                deadline = ?health.deadline,
+                                "redis did not answer a health check; reconnecting"
+                            );
+                            break;
                         }
                     }
                     () = tx.closed() => return,
