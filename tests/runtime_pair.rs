@@ -103,33 +103,66 @@ async fn redis_pair_connects_and_exchanges_a_datagram() {
 }
 
 #[tokio::test]
-async fn a_node_bound_to_the_unspecified_address_says_it_has_no_candidate() {
-    // The built-in agent takes its socket's address as its one host candidate; 0.0.0.0 is not
-    // a usable candidate, so the gathering finds nothing. The embedding hears it as an event
-    // at once, not after a timeout in a DEBUG log line.
+async fn a_node_bound_to_the_unspecified_address_connects_over_loopback() {
+    // Bound to 0.0.0.0, the built-in agent binds a socket per local interface address (the
+    // loopback one among them) and offers each as a host candidate.
     let hub = MemoryBackend::new();
     let (sa, sb) = two_secrets();
     let (ka, kb) = (sa.public_key(), sb.public_key());
     let mut unspecified = quick_config();
     unspecified.bind_ip = std::net::Ipv4Addr::UNSPECIFIED.into();
-    let mut a = Node::start(hub.clone(), sa, &[kb], unspecified.clone())
+    let mut a = Node::start(hub.clone(), sa, &[kb], unspecified)
         .await
         .unwrap();
+    let mut b = Node::start(hub.clone(), sb, &[ka], quick_config())
+        .await
+        .unwrap();
+    let pa = a
+        .wait_connected(kb, CONNECT_TIMEOUT)
+        .await
+        .expect("A (0.0.0.0) connects");
+    b.wait_connected(ka, CONNECT_TIMEOUT)
+        .await
+        .expect("B connects");
+    assert!(!pa.local_addr.unwrap().ip().is_unspecified());
+    datagram_round_trip(&mut a, &mut b).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bind_failure_is_an_event_within_a_second() {
+    // 192.0.2.1 (TEST-NET-1) is no local address: no socket can be bound. The node says so
+    // at once, and the empty gathering follows (the core retries after its gathering timeout).
+    let hub = MemoryBackend::new();
+    let (sa, sb) = two_secrets();
+    let (ka, kb) = (sa.public_key(), sb.public_key());
+    let mut foreign = quick_config();
+    foreign.bind_ip = std::net::Ipv4Addr::new(192, 0, 2, 1).into();
+    let mut a = Node::start(hub.clone(), sa, &[kb], foreign).await.unwrap();
     let b = Node::start(hub.clone(), sb, &[ka], quick_config())
         .await
         .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
+    let (mut error, mut no_candidates) = (None, false);
+    tokio::time::timeout(Duration::from_secs(1), async {
+        while error.is_none() || !no_candidates {
             match a.next_event().await {
-                Some(NodeEvent::NoLocalCandidates { remote }) => return remote,
-                Some(_) => continue,
+                Some(NodeEvent::AgentError { remote, error: e }) => {
+                    assert_eq!(remote, kb);
+                    error = Some(e);
+                }
+                Some(NodeEvent::NoLocalCandidates { remote }) => {
+                    assert_eq!(remote, kb);
+                    no_candidates = true;
+                }
+                Some(_) => {}
                 None => panic!("A stopped"),
             }
         }
     })
     .await
-    .expect("A reports that it gathered no candidate");
-    assert_eq!(got, kb);
+    .expect("A reports the bind failure and the empty gathering within 1 s");
+    assert!(error.unwrap().contains("192.0.2.1"));
     a.shutdown().await;
     b.shutdown().await;
 }

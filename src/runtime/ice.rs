@@ -1,6 +1,8 @@
-//! A real ICE agent (str0m's sans-IO [`is::IceAgent`]) on one UDP socket per session.
+//! A real ICE agent (str0m's sans-IO [`is::IceAgent`]) on UDP sockets of its own: one bound to
+//! the configured address, or, for an unspecified address (`0.0.0.0`, `::`), one per local
+//! interface address of that family, each a host candidate.
 //!
-//! The agent does the STUN connectivity checks; this module owns the socket, maps the core's
+//! The agent does the STUN connectivity checks; this module owns the sockets, maps the core's
 //! [`AgentCommand`]s to the agent and the agent's state changes to [`AgentEvent`]s along the
 //! core's transition table.
 
@@ -33,8 +35,17 @@ const RECV_BUF: usize = 2048;
 pub(crate) struct Received {
     pub remote: PublicKey,
     pub agent: AgentId,
+    /// The address of the socket it arrived on.
+    pub local: SocketAddr,
     pub from: SocketAddr,
     pub data: Vec<u8>,
+}
+
+/// One socket of an agent and its reader task.
+struct Socket {
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    reader: JoinHandle<()>,
 }
 
 /// What the core was last told about the agent's connectivity.
@@ -48,32 +59,61 @@ enum Reported {
     Failed,
 }
 
-/// One ICE session: the agent, its socket and the socket's reader task.
+/// One ICE session: the agent, its sockets and their reader tasks.
 pub(crate) struct IceSession {
     pub id: AgentId,
     agent: IceAgent,
-    socket: Arc<UdpSocket>,
-    local: SocketAddr,
-    reader: JoinHandle<()>,
+    /// At least one.
+    sockets: Vec<Socket>,
     started: bool,
     reported: Reported,
-    nominated: Option<SocketAddr>,
+    /// The selected pair: (local, remote).
+    nominated: Option<(SocketAddr, SocketAddr)>,
     /// Remote addresses that passed a STUN integrity check in this session.
     verified: BTreeSet<SocketAddr>,
     /// STUN datagrams that arrived before `Connect`, handled right after it.
-    early: VecDeque<(SocketAddr, Vec<u8>)>,
+    early: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// Events for the core, fed in order by the driver.
     pub events: VecDeque<AgentEvent>,
 }
 
 impl Drop for IceSession {
     fn drop(&mut self) {
-        self.reader.abort();
+        for s in &self.sockets {
+            s.reader.abort();
+        }
     }
 }
 
+/// The addresses to bind for `ip`: `ip` itself, or every local interface address of its
+/// family when it is unspecified (IPv6 link-local addresses are left out: they need a scope).
+fn bind_addresses(ip: IpAddr) -> io::Result<Vec<IpAddr>> {
+    if !ip.is_unspecified() {
+        return Ok(vec![ip]);
+    }
+    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()?
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|a| a.is_ipv4() == ip.is_ipv4())
+        .filter(|a| match a {
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+            IpAddr::V4(_) => true,
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    if ips.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("no local interface address for {ip}"),
+        ));
+    }
+    Ok(ips)
+}
+
 impl IceSession {
-    /// Creates the agent and binds its socket on `ip` (any port).
+    /// Creates the agent and binds its sockets on `ip` (any port; every interface address if
+    /// `ip` is unspecified). Fails if no socket can be bound.
     pub fn new(
         id: AgentId,
         remote: PublicKey,
@@ -82,22 +122,49 @@ impl IceSession {
         ip: IpAddr,
         inbound: mpsc::Sender<Received>,
     ) -> io::Result<IceSession> {
-        let std_socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
-        std_socket.set_nonblocking(true)?;
-        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-        let local = socket.local_addr()?;
+        let mut sockets = Vec::new();
+        let mut last_error = None;
+        for addr in bind_addresses(ip)? {
+            let bound = std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).and_then(|s| {
+                s.set_nonblocking(true)?;
+                let socket = Arc::new(UdpSocket::from_std(s)?);
+                let local = socket.local_addr()?;
+                Ok((socket, local))
+            });
+            match bound {
+                Ok((socket, local)) => {
+                    let reader = tokio::spawn(read_loop(
+                        Arc::clone(&socket),
+                        local,
+                        remote,
+                        id,
+                        inbound.clone(),
+                    ));
+                    sockets.push(Socket {
+                        socket,
+                        local,
+                        reader,
+                    });
+                }
+                Err(e) => {
+                    debug!(%addr, error = %e, "cannot bind");
+                    last_error = Some(e);
+                }
+            }
+        }
+        if sockets.is_empty() {
+            return Err(last_error
+                .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no address")));
+        }
         let mut agent = IceAgent::new(IceCreds {
             ufrag: credentials.ufrag.to_string(),
             pass: credentials.pwd.to_string(),
         });
         agent.set_controlling(role == Role::Controlling);
-        let reader = tokio::spawn(read_loop(Arc::clone(&socket), remote, id, inbound));
         Ok(IceSession {
             id,
             agent,
-            socket,
-            local,
-            reader,
+            sockets,
             started: false,
             reported: Reported::Nothing,
             nominated: None,
@@ -107,30 +174,34 @@ impl IceSession {
         })
     }
 
-    /// The socket's address (the host candidate).
+    /// The local address of the selected pair, else of the first socket.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.nominated
+            .map_or(self.sockets[0].local, |(local, _)| local)
     }
 
     /// The remote address of the selected pair.
     pub fn selected(&self) -> Option<SocketAddr> {
-        self.nominated
+        self.nominated.map(|(_, remote)| remote)
     }
 
-    /// `Gather`: the socket's address is the one host candidate; gathering is then done.
+    /// `Gather`: every socket's address is a host candidate; gathering is then done. An
+    /// address the agent refuses (unspecified, for instance) gives no candidate, and the core
+    /// hears only GatheringDone (rule GATHERING_TIMEOUT).
     pub fn gather(&mut self) {
-        let candidate = match is::Candidate::host(self.local, "udp") {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "unusable local address");
-                self.events.push_back(AgentEvent::GatheringDone);
-                return;
+        for s in &self.sockets {
+            let candidate = match is::Candidate::host(s.local, "udp") {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(local = %s.local, error = %e, "unusable local address");
+                    continue;
+                }
+            };
+            if let Some(added) = self.agent.add_local_candidate(candidate) {
+                let mut c = Candidate::host(s.local);
+                c.priority = added.prio();
+                self.events.push_back(AgentEvent::LocalCandidate(c));
             }
-        };
-        if let Some(added) = self.agent.add_local_candidate(candidate) {
-            let mut c = Candidate::host(self.local);
-            c.priority = added.prio();
-            self.events.push_back(AgentEvent::LocalCandidate(c));
         }
         self.events.push_back(AgentEvent::GatheringDone);
     }
@@ -171,8 +242,8 @@ impl IceSession {
         self.flush();
         // Checks that arrived before we knew the remote credentials: a nomination among them
         // would otherwise be lost (the controlling side does not repeat a successful one).
-        while let Some((from, data)) = self.early.pop_front() {
-            self.handle_datagram(now, from, &data);
+        while let Some((local, from, data)) = self.early.pop_front() {
+            self.handle_datagram(now, local, from, &data);
         }
     }
 
@@ -201,13 +272,14 @@ impl IceSession {
     pub fn handle_datagram(
         &mut self,
         now: Instant,
+        local: SocketAddr,
         from: SocketAddr,
         data: &[u8],
     ) -> Option<Vec<u8>> {
         match data.first() {
             Some(0..=3) if !self.started => {
                 if self.early.len() < MAX_EARLY {
-                    self.early.push_back((from, data.to_vec()));
+                    self.early.push_back((local, from, data.to_vec()));
                 }
                 None
             }
@@ -219,7 +291,7 @@ impl IceSession {
                 let packet = StunPacket {
                     proto: Protocol::Udp,
                     source: from,
-                    destination: self.local,
+                    destination: local,
                     message,
                 };
                 self.agent.handle_packet(now, packet);
@@ -236,20 +308,34 @@ impl IceSession {
 
     /// Sends an application datagram on the selected pair; false if there is none.
     pub fn send_datagram(&self, data: &[u8]) -> bool {
-        let Some(to) = self.nominated else {
+        let Some((local, to)) = self.nominated else {
             return false;
         };
         let mut buf = Vec::with_capacity(data.len() + 1);
         buf.push(DATA_TAG);
         buf.extend_from_slice(data);
         // UDP is lossy anyway: a full socket buffer drops the datagram.
-        self.socket.try_send_to(&buf, to).is_ok()
+        self.socket_for(local).try_send_to(&buf, to).is_ok()
+    }
+
+    /// The socket bound to `local` (the first one if none is: the agent only names addresses
+    /// it was given).
+    fn socket_for(&self, local: SocketAddr) -> &UdpSocket {
+        let s = self
+            .sockets
+            .iter()
+            .find(|s| s.local == local)
+            .unwrap_or(&self.sockets[0]);
+        &s.socket
     }
 
     /// Sends what the agent queued and turns its events into core events.
     fn flush(&mut self) {
         while let Some(t) = self.agent.poll_transmit() {
-            if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
+            if let Err(e) = self
+                .socket_for(t.source)
+                .try_send_to(&t.contents, t.destination)
+            {
                 debug!(error = %e, to = %t.destination, "STUN send failed");
             }
         }
@@ -259,9 +345,13 @@ impl IceSession {
                 IceAgentEvent::DiscoveredRecv { source, .. } => {
                     self.verified.insert(source);
                 }
-                IceAgentEvent::NominatedSend { destination, .. } => {
-                    debug!(%destination, "selected pair");
-                    self.nominated = Some(destination);
+                IceAgentEvent::NominatedSend {
+                    source,
+                    destination,
+                    ..
+                } => {
+                    debug!(%source, %destination, "selected pair");
+                    self.nominated = Some((source, destination));
                 }
                 IceAgentEvent::IceRestart(_) => {}
             }
@@ -328,6 +418,7 @@ impl IceSession {
 /// Reads the socket and routes datagrams to the driver until either side goes away.
 async fn read_loop(
     socket: Arc<UdpSocket>,
+    local: SocketAddr,
     remote: PublicKey,
     agent: AgentId,
     inbound: mpsc::Sender<Received>,
@@ -346,6 +437,7 @@ async fn read_loop(
         let received = Received {
             remote,
             agent,
+            local,
             from,
             data: buf[..len].to_vec(),
         };

@@ -1,7 +1,7 @@
 //! The node driver: one task per node running an [`Endpoint`] (one [`Peer`](crate::Peer) per
 //! remote) and an ICE agent per session, in the style of quinn's `ConnectionDriver`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,8 +17,8 @@ use super::ice::{IceSession, Received};
 use super::Error;
 use crate::wire::SecretKey;
 use crate::{
-    AgentCommand, Config, ConnectionState, Endpoint, EndpointConfig, EndpointOutput, Event,
-    InboundLimits, PeerStats, PublicKey, RestartCause, Seed, SessionRef,
+    AgentCommand, AgentEvent, AgentId, Config, ConnectionState, Endpoint, EndpointConfig,
+    EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Seed, SessionRef,
 };
 
 /// Most passes over the agents in one drive before yielding (each pass makes progress; this
@@ -106,6 +106,16 @@ pub enum NodeEvent {
     NoLocalCandidates {
         /// The remote peer.
         remote: PublicKey,
+    },
+    /// The ICE agent of a session could not be created: no socket could be bound (the bind
+    /// address is not local, or no port is free). The session's gathering finds nothing, so
+    /// [`NodeEvent::NoLocalCandidates`] follows, and the core retries with a new agent after
+    /// its gathering timeout.
+    AgentError {
+        /// The remote peer.
+        remote: PublicKey,
+        /// What failed.
+        error: String,
     },
     /// A session was restarted (new credentials, new agent).
     Restarted {
@@ -350,6 +360,11 @@ async fn publisher<B: Backend>(
 /// The ICE agent of one session, and the session's log span.
 struct Agent {
     ice: Option<IceSession>,
+    /// The agent the core created that could not be made (no socket): it answers `Gather`
+    /// with GatheringDone alone, so the core's gathering timeout applies.
+    broken: Option<AgentId>,
+    /// Reports of the broken agent, fed like the live agent's.
+    pending: VecDeque<AgentEvent>,
     span: Span,
 }
 
@@ -357,6 +372,8 @@ impl Agent {
     fn new(local: PublicKey, remote: PublicKey) -> Agent {
         Agent {
             ice: None,
+            broken: None,
+            pending: VecDeque::new(),
             span: info_span!("peer", local = ?local, remote = ?remote),
         }
     }
@@ -445,12 +462,13 @@ impl Driver {
             self.outputs(now);
             let mut moved = false;
             for (remote, agent) in &mut self.agents {
-                let Some(ice) = agent.ice.as_mut() else {
-                    continue;
-                };
                 let _span = agent.span.clone().entered();
-                let id = ice.id;
-                while let Some(event) = ice.events.pop_front() {
+                let (id, events) = match (agent.ice.as_mut(), agent.broken) {
+                    (Some(ice), _) => (ice.id, &mut ice.events),
+                    (None, Some(id)) => (id, &mut agent.pending),
+                    (None, None) => continue,
+                };
+                while let Some(event) = events.pop_front() {
                     moved = true;
                     match self
                         .endpoint
@@ -480,7 +498,7 @@ impl Driver {
                 EndpointOutput::Agent { remote, command } => {
                     if let Some(agent) = self.agents.get_mut(&remote) {
                         let _span = agent.span.clone().entered();
-                        agent.command(&self.ctx, now, remote, command);
+                        agent.command(&mut self.ctx, now, remote, command);
                     }
                 }
                 EndpointOutput::Event { remote, event } => self.event(remote, event),
@@ -579,7 +597,7 @@ impl Driver {
         let Some(ice) = agent.ice.as_mut().filter(|i| i.id == r.agent) else {
             return;
         };
-        if let Some(data) = ice.handle_datagram(now, r.from, &r.data) {
+        if let Some(data) = ice.handle_datagram(now, r.local, r.from, &r.data) {
             self.ctx.emit(NodeEvent::Datagram {
                 remote: r.remote,
                 data,
@@ -631,7 +649,7 @@ impl Driver {
 }
 
 impl Agent {
-    fn command(&mut self, ctx: &Ctx, now: Instant, remote: PublicKey, command: AgentCommand) {
+    fn command(&mut self, ctx: &mut Ctx, now: Instant, remote: PublicKey, command: AgentCommand) {
         debug!(?command, "agent command");
         if let AgentCommand::Create {
             agent,
@@ -639,6 +657,8 @@ impl Agent {
             role,
         } = &command
         {
+            self.broken = None;
+            self.pending.clear();
             match IceSession::new(
                 *agent,
                 remote,
@@ -648,7 +668,27 @@ impl Agent {
                 ctx.udp_tx.clone(),
             ) {
                 Ok(ice) => self.ice = Some(ice),
-                Err(e) => warn!(error = %e, "cannot create the ICE agent"),
+                Err(e) => {
+                    warn!(bind_ip = %ctx.bind_ip, error = %e, "cannot create the ICE agent");
+                    self.broken = Some(*agent);
+                    ctx.emit(NodeEvent::AgentError {
+                        remote,
+                        error: format!("cannot bind a socket on {}: {e}", ctx.bind_ip),
+                    });
+                }
+            }
+            return;
+        }
+        if let Some(broken) = self.broken {
+            match command {
+                AgentCommand::Gather { agent } if agent == broken => {
+                    self.pending.push_back(AgentEvent::GatheringDone);
+                }
+                AgentCommand::Close { agent } if agent == broken => {
+                    self.broken = None;
+                    self.pending.clear();
+                }
+                other => debug!(?other, "command for an agent that could not be created"),
             }
             return;
         }
