@@ -1,10 +1,58 @@
 //! Peer identity: the 32-byte X25519 public key, and the ICE role it decides.
 
 use std::fmt;
+use std::str::FromStr;
+
+use base64ct::{Base64, Encoding};
 
 /// A peer's 32-byte X25519 public key: its address on the signaling backend and its identity.
+///
+/// Written and parsed as WireGuard writes keys: 44 characters of standard base64
+/// (`Display`, `FromStr`); `Debug` shows a short prefix in hex for logs.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey(pub [u8; 32]);
+
+/// A key string that is not 32 bytes in standard base64.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyParseError {
+    /// Not standard base64 (with padding).
+    #[error("not base64")]
+    Base64,
+    /// Decodes to another length than 32 bytes.
+    #[error("{0} bytes, not 32")]
+    Length(usize),
+}
+
+/// 32 bytes from standard base64, as WireGuard keys are written.
+pub(crate) fn decode_key(s: &str) -> Result<[u8; 32], KeyParseError> {
+    // 48 bytes hold any string a 32-byte key could be confused with, and tell a wrong length.
+    let mut buf = [0u8; 48];
+    let bytes = Base64::decode(s.trim(), &mut buf).map_err(|e| match e {
+        base64ct::Error::InvalidLength => KeyParseError::Length(s.trim().len() * 3 / 4),
+        base64ct::Error::InvalidEncoding => KeyParseError::Base64,
+    })?;
+    <[u8; 32]>::try_from(&*bytes).map_err(|_| KeyParseError::Length(bytes.len()))
+}
+
+/// 32 bytes as standard base64 (constant time: used for secret keys too).
+pub(crate) fn encode_key(bytes: &[u8; 32]) -> String {
+    Base64::encode_string(bytes)
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&encode_key(&self.0))
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = KeyParseError;
+
+    fn from_str(s: &str) -> Result<PublicKey, KeyParseError> {
+        decode_key(s).map(PublicKey)
+    }
+}
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -57,5 +105,25 @@ mod tests {
         assert_eq!(Role::from_keys(&a, &b), Some(Role::Controlling));
         assert_eq!(Role::from_keys(&b, &a), Some(Role::Controlled));
         assert_eq!(Role::from_keys(&a, &a), None);
+    }
+
+    #[test]
+    fn keys_round_trip_through_base64_as_wireguard_writes_them() {
+        // A WireGuard public key as `wg pubkey` prints it (all zero bytes but the last).
+        let mut bytes = [0u8; 32];
+        bytes[31] = 1;
+        let key = PublicKey(bytes);
+        let text = key.to_string();
+        assert_eq!(text, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE=");
+        assert_eq!(text.parse::<PublicKey>(), Ok(key));
+        assert_eq!(format!(" {text}\n").parse::<PublicKey>(), Ok(key));
+        assert_eq!("AAAA".parse::<PublicKey>(), Err(KeyParseError::Length(3)));
+        assert_eq!(
+            "not base64!".parse::<PublicKey>(),
+            Err(KeyParseError::Base64)
+        );
+        let long = encode_key(&[7; 32]) + "AAAA";
+        assert!(long.parse::<PublicKey>().is_err());
+        assert_eq!("".parse::<PublicKey>(), Err(KeyParseError::Length(0)));
     }
 }

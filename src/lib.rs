@@ -89,7 +89,7 @@ pub use description::{Description, Seen, SessionRef};
 pub use endpoint::{Endpoint, EndpointConfig, EndpointError, EndpointOutput, Refusal};
 pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
 pub use guard::{InboundLimits, PeerStats};
-pub use keys::{PublicKey, Role};
+pub use keys::{KeyParseError, PublicKey, Role};
 pub use peer::{Event, Output, Peer, RestartCause};
 pub use rng::{OsRandomError, Seed};
 pub use rules::RestartPolicy;

@@ -96,3 +96,20 @@ fn the_os_generator_gives_distinct_seeds() {
     assert_ne!(a, b);
     assert_ne!(credentials(a), credentials(b));
 }
+
+#[test]
+fn secret_keys_are_generated_and_read_as_wireguard_writes_them() {
+    use icepact::wire::SecretKey;
+    let a = SecretKey::from_os_rng().expect("getrandom works here");
+    let b = SecretKey::generate(&mut ChaCha20Rng::from_seed([3; 32]));
+    assert_ne!(a.public_key(), b.public_key());
+    let text = a.to_base64();
+    assert_eq!(text.len(), 44);
+    let back: SecretKey = text.parse().unwrap();
+    assert_eq!(back.public_key(), a.public_key());
+    // The public key round-trips too, and Debug never shows the secret.
+    let public: PublicKey = a.public_key().to_string().parse().unwrap();
+    assert_eq!(public, a.public_key());
+    assert!(!format!("{a:?}").contains(&text));
+    assert!("too short".parse::<SecretKey>().is_err());
+}

@@ -44,9 +44,36 @@ impl SecretKey {
         SecretKey(crypto_box::SecretKey::from_bytes(bytes))
     }
 
+    /// A new key from a cryptographically secure generator.
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> SecretKey {
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        SecretKey::from_bytes(bytes)
+    }
+
+    /// A new key from the operating system's generator (what `wg genkey` does).
+    pub fn from_os_rng() -> Result<SecretKey, crate::OsRandomError> {
+        crate::Seed::from_os_rng().map(|seed| SecretKey::from_bytes(seed.to_bytes()))
+    }
+
+    /// The key in standard base64, as `wg genkey` prints it and [`str::parse`] reads it.
+    /// Deliberately not `Display`: a secret key should never reach a log by accident.
+    pub fn to_base64(&self) -> String {
+        crate::keys::encode_key(&self.0.to_bytes())
+    }
+
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(*self.0.public_key().as_bytes())
+    }
+}
+
+impl std::str::FromStr for SecretKey {
+    type Err = crate::KeyParseError;
+
+    /// Reads a key in standard base64 (a WireGuard private key).
+    fn from_str(s: &str) -> Result<SecretKey, crate::KeyParseError> {
+        crate::keys::decode_key(s).map(SecretKey::from_bytes)
     }
 }
 
