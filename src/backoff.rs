@@ -5,8 +5,10 @@ use std::time::Duration;
 use crate::rng::SessionRng;
 
 /// Back-off parameters. The defaults are cunicu's (`pkg/config/defaults.go`): 500 ms initial
-/// interval, ×1.5, ±50 % jitter, 60 s cap, never giving up.
+/// interval, ×1.5, ±50 % jitter, 60 s cap, never giving up. Start from [`Backoff::default`]
+/// and set the fields you need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The first nominal interval.
     pub initial: Duration,

@@ -6,7 +6,11 @@ use crate::backoff::Backoff;
 use crate::rules::RestartPolicy;
 
 /// Tunables of a peer. The defaults follow cunicu and pion where they have one.
+///
+/// Start from [`Config::default`] and set the fields you need (new fields may be added, so the
+/// struct cannot be written out in full outside this crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Config {
     /// Back-off for re-sending an unacknowledged description.
     pub backoff: Backoff,

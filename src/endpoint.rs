@@ -16,8 +16,9 @@ use crate::rng::Seed;
 use crate::wire::{self, Channel, Header, Limits, SecretKey};
 
 /// Configuration of an [`Endpoint`]: the configuration of every session and the limits on what
-/// each remote may send.
+/// each remote may send. Start from [`EndpointConfig::default`] and set the fields you need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EndpointConfig {
     /// Configuration of each session's [`Peer`].
     pub peer: Config,

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use crate::wire::NONCE_LEN;
 
-/// Limits on what one remote peer may send us, applied before an envelope is opened.
+/// Limits on what one remote peer may send us, applied before an envelope is opened. Start
+/// from [`InboundLimits::default`] and set the fields you need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InboundLimits {
     /// Largest envelope accepted from this peer, in bytes.
     pub max_envelope_len: usize,
@@ -34,6 +36,7 @@ impl Default for InboundLimits {
 /// [`Endpoint::unrouted`](crate::Endpoint::unrouted), from no peer of ours), and to the
 /// descriptions sent to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerStats {
     /// Opened and applied by the peer.
     pub applied: u64,

@@ -32,7 +32,7 @@ pub(crate) fn decode_key(s: &str) -> Result<[u8; 32], KeyParseError> {
         base64ct::Error::InvalidLength => KeyParseError::Length(s.trim().len() * 3 / 4),
         base64ct::Error::InvalidEncoding => KeyParseError::Base64,
     })?;
-    <[u8; 32]>::try_from(&*bytes).map_err(|_| KeyParseError::Length(bytes.len()))
+    <[u8; 32]>::try_from(bytes).map_err(|_| KeyParseError::Length(bytes.len()))
 }
 
 /// 32 bytes as standard base64 (constant time: used for secret keys too).

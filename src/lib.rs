@@ -61,6 +61,9 @@ mod description;
 mod endpoint;
 mod error;
 mod guard;
+// The safety properties shared by the tests, the model checker and the simulator: reachable
+// for them, not part of the stable API (hidden from the docs).
+#[doc(hidden)]
 pub mod invariants;
 mod keys;
 mod peer;

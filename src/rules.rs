@@ -18,7 +18,9 @@ pub enum RestartPolicy {
     /// Seed 001's rule, kept so the model checker and the simulator can show where it breaks:
     /// "restart if `last_recv.id` is set, `recv.id != last_recv.id` and `recv.version == 0`".
     /// Session ids are only compared for equality (seed 001's ids are random) and the
-    /// acknowledgement is not needed to connect.
+    /// acknowledgement is not needed to connect. Hidden from the docs: it is broken on purpose
+    /// and not for use.
+    #[doc(hidden)]
     Seed,
 }
 

@@ -86,22 +86,27 @@ fn apply(p: &mut Pair, op: &Op) {
     }
 }
 
-/// Runs `ops`; returns the pair and the checking timeouts the ops caused. A `Timer` op jumps
-/// the clock to the next deadline whatever else could happen, so it may hold two agents that
-/// could meet apart for `Config::checking_timeout`: an ICE connection that took 30 s, which is
-/// a fault of the environment (CHECKING_TIMEOUT then restarts, as it must). During the heal
-/// agents meet before timers fire, so no checking timeout is excused there.
+/// Runs `ops`; returns the pair and the checking and gathering timeouts the ops caused. A
+/// `Timer` op jumps the clock to the next deadline whatever else could happen, so it may hold
+/// two agents that could meet apart for `Config::checking_timeout` (an ICE connection that took
+/// 30 s), or local candidates away from their peer for `Config::gathering_timeout` (a gathering
+/// that took 10 s): faults of the environment, after which CHECKING_TIMEOUT or
+/// GATHERING_TIMEOUT restarts, as it must. During the heal agents report and meet before
+/// timers fire, so no timeout is excused there.
 fn run(policy: RestartPolicy, ops: &[Op]) -> (Pair, u32) {
-    let config = Config {
-        policy,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.policy = policy;
     let mut p = Pair::new(config);
     let timeouts = |p: &Pair| {
         p.a.restarts
             .iter()
             .chain(&p.b.restarts)
-            .filter(|c| **c == RestartCause::CheckingTimeout)
+            .filter(|c| {
+                matches!(
+                    c,
+                    RestartCause::CheckingTimeout | RestartCause::GatheringTimeout
+                )
+            })
             .count() as u32
     };
     let mut held_apart = 0;

@@ -467,12 +467,11 @@ fn two_live_processes_with_one_key_back_off_their_catch_ups() {
 
 #[test]
 fn zero_durations_in_the_configuration_never_arm_a_timer_at_now() {
-    let config = Config {
-        checking_timeout: Duration::ZERO,
-        disconnected_timeout: Duration::ZERO,
-        report_poll_interval: Duration::ZERO,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.checking_timeout = Duration::ZERO;
+    config.disconnected_timeout = Duration::ZERO;
+    config.report_poll_interval = Duration::ZERO;
+    config.gathering_timeout = Duration::ZERO;
     let mut p = Pair::new(config);
     for _ in 0..2_000 {
         if !p.step() {

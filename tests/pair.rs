@@ -468,10 +468,8 @@ fn equal_keys_are_rejected() {
 #[test]
 fn seed_policy_restarts_on_a_late_old_offer_epoch_policy_does_not() {
     for (policy, expect_restart) in [(RestartPolicy::Epoch, false), (RestartPolicy::Seed, true)] {
-        let config = Config {
-            policy,
-            ..Config::default()
-        };
+        let mut config = Config::default();
+        config.policy = policy;
         let mut p = Pair::new(config);
         assert!(p.run_until_connected(1_000), "{policy:?}");
         let now = p.now;

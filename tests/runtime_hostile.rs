@@ -8,7 +8,7 @@ mod runtime_common;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use icepact::runtime::{channel_name, InboundLimits, Node, NodeConfig, RedisBackend};
+use icepact::runtime::{channel_name, Node, RedisBackend};
 use icepact::wire::Channel;
 use icepact::{Credentials, Description, SessionRef};
 use rand_chacha::ChaCha20Rng;
@@ -42,13 +42,8 @@ async fn hostile_envelopes_change_nothing_and_are_counted() {
 
     // A remembers only the two latest nonces, so an old replay gets past the nonce cache and
     // must be stopped by the core's ordering (counted as stale).
-    let config_a = NodeConfig {
-        limits: InboundLimits {
-            replay_window: 2,
-            ..InboundLimits::default()
-        },
-        ..quick_config()
-    };
+    let mut config_a = quick_config();
+    config_a.limits.replay_window = 2;
     let mut a = Node::start(
         RedisBackend::new(&url).unwrap(),
         sa.clone(),
@@ -171,15 +166,10 @@ async fn flood_from_a_peer_is_rate_limited_and_oversized_envelopes_refused() {
     };
     let (sa, sb) = two_secrets();
     let (ka, kb) = (sa.public_key(), sb.public_key());
-    let config = NodeConfig {
-        limits: InboundLimits {
-            burst: 5,
-            per_second: 1,
-            max_envelope_len: 2048,
-            ..InboundLimits::default()
-        },
-        ..quick_config()
-    };
+    let mut config = quick_config();
+    config.limits.burst = 5;
+    config.limits.per_second = 1;
+    config.limits.max_envelope_len = 2048;
     let mut a = Node::start(RedisBackend::new(&url).unwrap(), sa, &[kb], config)
         .await
         .unwrap();

@@ -514,10 +514,11 @@ impl IceModel {
             // disconnected 25 s): correctness does not depend on the interval, and a shorter one
             // only spends the timer cap on repeats that are ignored before the other deadlines
             // come due (a false alarm of the cap, never a hidden stuck state).
-            config: Config {
-                policy,
-                report_poll_interval: Duration::from_secs(60),
-                ..Config::default()
+            config: {
+                let mut config = Config::default();
+                config.policy = policy;
+                config.report_poll_interval = Duration::from_secs(60);
+                config
             },
             keys,
             pairs,

@@ -62,9 +62,10 @@ impl SimConfig {
     pub fn new(peers: usize, policy: RestartPolicy) -> SimConfig {
         SimConfig {
             peers,
-            core: Config {
-                policy,
-                ..Config::default()
+            core: {
+                let mut core = Config::default();
+                core.policy = policy;
+                core
             },
             trace: false,
             settle: Duration::from_secs(30),

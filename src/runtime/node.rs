@@ -27,8 +27,9 @@ const MAX_DRIVE_PASSES: usize = 64;
 /// Queue lengths between the driver and its helpers.
 const QUEUE: usize = 1024;
 
-/// Configuration of a [`Node`].
+/// Configuration of a [`Node`]. Start from [`NodeConfig::default`] and set the fields you need.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct NodeConfig {
     /// Configuration of every session's [`Peer`](crate::Peer).
     pub peer: Config,
@@ -53,6 +54,7 @@ impl Default for NodeConfig {
 
 /// What one remote peer's session looks like now.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerStatus {
     /// Connection state of the core.
     pub state: ConnectionState,
@@ -72,6 +74,7 @@ pub struct PeerStatus {
 
 /// A snapshot of a node, published by the driver after every round of work.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeStatus {
     /// Per remote peer.
     pub peers: BTreeMap<PublicKey, PeerStatus>,

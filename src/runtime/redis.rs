@@ -38,6 +38,7 @@ pub fn channel_name(key: &PublicKey) -> String {
 
 /// Counters of a [`RedisBackend`].
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct RedisStats {
     /// Envelopes published.
     pub published: AtomicU64,

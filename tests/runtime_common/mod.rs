@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use icepact::runtime::{NodeConfig, RedisBackend};
 use icepact::wire::SecretKey;
-use icepact::{Backoff, Config};
+use icepact::Backoff;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -49,17 +49,12 @@ pub fn two_secrets() -> (SecretKey, SecretKey) {
 /// A node configuration with quick re-sends, so that lost descriptions are repeated within a
 /// second rather than a minute.
 pub fn quick_config() -> NodeConfig {
-    NodeConfig {
-        peer: Config {
-            backoff: Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_millis(800),
-                ..Backoff::default()
-            },
-            ..Config::default()
-        },
-        ..NodeConfig::default()
-    }
+    let mut backoff = Backoff::default();
+    backoff.initial = Duration::from_millis(200);
+    backoff.max = Duration::from_millis(800);
+    let mut config = NodeConfig::default();
+    config.peer.backoff = backoff;
+    config
 }
 
 /// Generous bound for reaching Connected on loopback.
