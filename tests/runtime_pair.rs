@@ -213,3 +213,50 @@ async fn a_node_adds_and_removes_peers_while_running() {
     c.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_handle_works_from_other_tasks_and_reports_a_stopped_node() {
+    let hub = MemoryBackend::new();
+    let (sa, sb) = two_secrets();
+    let (ka, kb) = (sa.public_key(), sb.public_key());
+    let a = Node::start(hub.clone(), sa, &[], quick_config())
+        .await
+        .unwrap();
+    let mut b = Node::start(hub.clone(), sb, &[ka], quick_config())
+        .await
+        .unwrap();
+    // Two tasks share A through clones of its handle: one adds B, one waits for the session.
+    let adder = a.handle();
+    let mut waiter = a.handle();
+    tokio::spawn(async move { adder.add_peer(kb).await.expect("add B") });
+    let status = tokio::spawn(async move { waiter.wait_connected(kb, CONNECT_TIMEOUT).await })
+        .await
+        .unwrap()
+        .expect("A connects, seen through a handle");
+    assert!(status.selected.is_some());
+    b.wait_connected(ka, CONNECT_TIMEOUT)
+        .await
+        .expect("B connects");
+    let sender = a.handle();
+    tokio::spawn(async move { sender.send_datagram(kb, b"via handle".to_vec()).await })
+        .await
+        .unwrap()
+        .expect("sent through a handle");
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(NodeEvent::Datagram { data, .. }) = b.next_event().await {
+                return data;
+            }
+        }
+    })
+    .await
+    .expect("B receives it");
+    assert_eq!(got, b"via handle");
+    let late = a.handle();
+    a.shutdown().await;
+    assert!(matches!(
+        late.restart(kb).await,
+        Err(icepact::runtime::Error::Stopped)
+    ));
+    b.shutdown().await;
+}

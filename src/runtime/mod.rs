@@ -21,7 +21,7 @@ mod redis;
 pub use crate::guard::{InboundLimits, PeerStats};
 pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscription};
 pub use ice::DATA_TAG;
-pub use node::{Node, NodeConfig, NodeEvent, NodeStatus, PeerStatus};
+pub use node::{Node, NodeConfig, NodeEvent, NodeHandle, NodeStatus, PeerStatus};
 #[cfg(feature = "redis")]
 pub use redis::{
     channel_name, RedisBackend, RedisStats, CHANNEL_PREFIX, HEALTH_DEADLINE, HEALTH_INTERVAL,

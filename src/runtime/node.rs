@@ -158,13 +158,24 @@ enum Command {
 }
 
 /// A running node: one driver task, one signaling subscription, one session per remote key.
+///
+/// The `Node` owns the driver (dropping it stops the driver) and the event stream; commands and
+/// status are also available from any number of tasks through a cloneable [`NodeHandle`]
+/// ([`Node::handle`]).
 #[derive(Debug)]
 pub struct Node {
+    handle: NodeHandle,
+    events: mpsc::Receiver<NodeEvent>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A cloneable handle to a running [`Node`]: its commands and status, from any task. Its
+/// commands fail with [`Error::Stopped`] once the node stopped.
+#[derive(Clone, Debug)]
+pub struct NodeHandle {
     local: PublicKey,
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<NodeStatus>,
-    events: mpsc::Receiver<NodeEvent>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -221,14 +232,90 @@ impl Node {
             span,
         ));
         Ok(Node {
-            local,
-            commands,
-            status,
+            handle: NodeHandle {
+                local,
+                commands,
+                status,
+            },
             events,
             task: Some(task),
         })
     }
 
+    /// A handle for other tasks (commands and status; events stay here).
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Our public key.
+    pub fn local_key(&self) -> PublicKey {
+        self.handle.local_key()
+    }
+
+    /// The latest snapshot.
+    pub fn status(&self) -> NodeStatus {
+        self.handle.status()
+    }
+
+    /// The status of the session with `remote`.
+    pub fn peer_status(&self, remote: &PublicKey) -> Option<PeerStatus> {
+        self.handle.peer_status(remote)
+    }
+
+    /// Waits until `pred` holds for the node's status, at most `timeout`.
+    pub async fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl FnMut(&NodeStatus) -> bool,
+    ) -> Result<NodeStatus, Error> {
+        self.handle.wait_for(timeout, pred).await
+    }
+
+    /// Waits until the session with `remote` is Connected or Completed.
+    pub async fn wait_connected(
+        &mut self,
+        remote: PublicKey,
+        timeout: Duration,
+    ) -> Result<PeerStatus, Error> {
+        self.handle.wait_connected(remote, timeout).await
+    }
+
+    /// Sends a datagram to `to` over the selected pair.
+    pub async fn send_datagram(&self, to: PublicKey, data: Vec<u8>) -> Result<(), Error> {
+        self.handle.send_datagram(to, data).await
+    }
+
+    /// Restarts the session with `remote` (new epoch, credentials and agent).
+    pub async fn restart(&self, remote: PublicKey) -> Result<(), Error> {
+        self.handle.restart(remote).await
+    }
+
+    /// Starts a session with `remote`.
+    pub async fn add_peer(&self, remote: PublicKey) -> Result<(), Error> {
+        self.handle.add_peer(remote).await
+    }
+
+    /// Ends the session with `remote`: its agent is closed and its envelopes are refused from
+    /// now on.
+    pub async fn remove_peer(&self, remote: PublicKey) -> Result<(), Error> {
+        self.handle.remove_peer(remote).await
+    }
+
+    /// The next event, or `None` once the driver stopped.
+    pub async fn next_event(&mut self) -> Option<NodeEvent> {
+        self.events.recv().await
+    }
+
+    /// Closes every session and stops the driver.
+    pub async fn shutdown(mut self) {
+        let _ = self.handle.commands.send(Command::Shutdown).await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl NodeHandle {
     /// Our public key.
     pub fn local_key(&self) -> PublicKey {
         self.local
@@ -308,19 +395,6 @@ impl Node {
         let (reply, rx) = oneshot::channel();
         self.command(Command::RemovePeer { remote, reply }).await?;
         rx.await.map_err(|_| Error::Stopped)?
-    }
-
-    /// The next event, or `None` once the driver stopped.
-    pub async fn next_event(&mut self) -> Option<NodeEvent> {
-        self.events.recv().await
-    }
-
-    /// Closes every session and stops the driver.
-    pub async fn shutdown(mut self) {
-        let _ = self.commands.send(Command::Shutdown).await;
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
     }
 
     async fn command(&self, c: Command) -> Result<(), Error> {
