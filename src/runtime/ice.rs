@@ -15,13 +15,12 @@ use std::time::Instant;
 use is::stun::{StunMessage, StunPacket};
 use is::{IceAgent, IceAgentEvent, IceConnectionState, IceCreds, Protocol};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use super::agent::AgentInbound;
 use tracing::{debug, trace};
 
-use crate::{
-    AgentEvent, AgentId, Candidate, CandidateKind, Credentials, PublicKey, Role, Transport,
-};
+use crate::{AgentEvent, Candidate, CandidateKind, Credentials, Role, Transport};
 
 /// First byte of an application datagram on the selected pair (RFC 7983 leaves 0–3 to STUN).
 pub const DATA_TAG: u8 = 0xff;
@@ -30,15 +29,13 @@ const MAX_EARLY: usize = 32;
 /// Largest UDP datagram read.
 const RECV_BUF: usize = 2048;
 
-/// A datagram received on an agent's socket, routed to the driver.
+/// A datagram received on one of the built-in agent's sockets.
 #[derive(Debug)]
-pub(crate) struct Received {
-    pub remote: PublicKey,
-    pub agent: AgentId,
+pub struct UdpInput {
     /// The address of the socket it arrived on.
-    pub local: SocketAddr,
-    pub from: SocketAddr,
-    pub data: Vec<u8>,
+    pub(crate) local: SocketAddr,
+    pub(crate) from: SocketAddr,
+    pub(crate) data: Vec<u8>,
 }
 
 /// One socket of an agent and its reader task.
@@ -61,7 +58,6 @@ enum Reported {
 
 /// One ICE session: the agent, its sockets and their reader tasks.
 pub(crate) struct IceSession {
-    pub id: AgentId,
     agent: IceAgent,
     /// At least one.
     sockets: Vec<Socket>,
@@ -115,12 +111,10 @@ impl IceSession {
     /// Creates the agent and binds its sockets on `ip` (any port; every interface address if
     /// `ip` is unspecified). Fails if no socket can be bound.
     pub fn new(
-        id: AgentId,
-        remote: PublicKey,
         credentials: &Credentials,
         role: Role,
         ip: IpAddr,
-        inbound: mpsc::Sender<Received>,
+        inbound: AgentInbound<UdpInput>,
     ) -> io::Result<IceSession> {
         let mut sockets = Vec::new();
         let mut last_error = None;
@@ -133,13 +127,8 @@ impl IceSession {
             });
             match bound {
                 Ok((socket, local)) => {
-                    let reader = tokio::spawn(read_loop(
-                        Arc::clone(&socket),
-                        local,
-                        remote,
-                        id,
-                        inbound.clone(),
-                    ));
+                    let reader =
+                        tokio::spawn(read_loop(Arc::clone(&socket), local, inbound.clone()));
                     sockets.push(Socket {
                         socket,
                         local,
@@ -162,7 +151,6 @@ impl IceSession {
         });
         agent.set_controlling(role == Role::Controlling);
         Ok(IceSession {
-            id,
             agent,
             sockets,
             started: false,
@@ -416,13 +404,7 @@ impl IceSession {
 }
 
 /// Reads the socket and routes datagrams to the driver until either side goes away.
-async fn read_loop(
-    socket: Arc<UdpSocket>,
-    local: SocketAddr,
-    remote: PublicKey,
-    agent: AgentId,
-    inbound: mpsc::Sender<Received>,
-) {
+async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, inbound: AgentInbound<UdpInput>) {
     let mut buf = vec![0u8; RECV_BUF];
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
@@ -434,14 +416,12 @@ async fn read_loop(
                 continue;
             }
         };
-        let received = Received {
-            remote,
-            agent,
+        let received = UdpInput {
             local,
             from,
             data: buf[..len].to_vec(),
         };
-        if inbound.send(received).await.is_err() {
+        if !inbound.send(received).await {
             return;
         }
     }

@@ -12,6 +12,7 @@
 //! Backends: [`MemoryBackend`] (in-process) and, with feature `redis`, `RedisBackend` (Redis
 //! pub/sub, one channel per recipient key). See `docs/RUNTIME.md`.
 
+mod agent;
 mod backend;
 mod ice;
 mod node;
@@ -19,8 +20,9 @@ mod node;
 mod redis;
 
 pub use crate::guard::{InboundLimits, PeerStats};
+pub use agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgent, UdpAgents};
 pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscription};
-pub use ice::DATA_TAG;
+pub use ice::{UdpInput, DATA_TAG};
 pub use node::{Node, NodeConfig, NodeEvent, NodeHandle, NodeStatus, PeerStatus};
 #[cfg(feature = "redis")]
 pub use redis::{

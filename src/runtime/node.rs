@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Span};
 
+use super::agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgents};
 use super::backend::{Backend, BackendEvent, Subscription};
-use super::ice::{IceSession, Received};
 use super::Error;
 use crate::wire::SecretKey;
 use crate::{
@@ -181,11 +181,29 @@ pub struct NodeHandle {
 impl Node {
     /// Subscribes to our key on `backend` and starts the driver with one session per key in
     /// `remotes` (more can be added and removed later).
+    ///
+    /// The sessions use the built-in ICE agent ([`UdpAgents`] on `config.bind_ip`);
+    /// [`start_with_agents`](Node::start_with_agents) takes another.
     pub async fn start<B: Backend>(
         backend: B,
         secret: SecretKey,
         remotes: &[PublicKey],
         config: NodeConfig,
+    ) -> Result<Node, Error> {
+        let agents = UdpAgents {
+            bind_ip: config.bind_ip,
+        };
+        Node::start_with_agents(backend, secret, remotes, config, agents).await
+    }
+
+    /// As [`start`](Node::start), with the ICE agents made by `factory` (`config.bind_ip` is
+    /// then only used in log lines).
+    pub async fn start_with_agents<B: Backend, F: AgentFactory>(
+        backend: B,
+        secret: SecretKey,
+        remotes: &[PublicKey],
+        config: NodeConfig,
+        factory: F,
     ) -> Result<Node, Error> {
         let local = secret.public_key();
         let now = Instant::now();
@@ -200,24 +218,25 @@ impl Node {
         let mut agents = BTreeMap::new();
         for &remote in remotes {
             endpoint.add_peer(now, remote)?;
-            agents.insert(remote, Agent::new(local, remote));
+            agents.insert(remote, Slot::new(local, remote));
         }
         let subscription = backend.subscribe(local).await?;
         let backend = Arc::new(backend);
         let (publish_tx, publish_rx) = mpsc::channel(QUEUE);
         let (failed_tx, failed_rx) = mpsc::channel(QUEUE);
         tokio::spawn(publisher(Arc::clone(&backend), publish_rx, failed_tx));
-        let (udp_tx, udp_rx) = mpsc::channel(QUEUE);
+        let (inbound_tx, inbound_rx) = mpsc::channel(QUEUE);
         let (events_tx, events) = mpsc::channel(QUEUE);
         let (status_tx, status) = watch::channel(NodeStatus::default());
         let (commands, commands_rx) = mpsc::channel(64);
         let driver = Driver {
             endpoint,
             agents,
+            factory,
+            inbound: inbound_tx,
             ctx: Ctx {
                 local,
                 publish: publish_tx,
-                udp_tx,
                 events: events_tx,
                 bind_ip: config.bind_ip,
                 subscribed: false,
@@ -228,7 +247,7 @@ impl Node {
         };
         let span = info_span!("node", local = ?local);
         let task = tokio::spawn(tracing::Instrument::instrument(
-            driver.run(subscription, udp_rx, commands_rx, failed_rx),
+            driver.run(subscription, inbound_rx, commands_rx, failed_rx),
             span,
         ));
         Ok(Node {
@@ -435,8 +454,8 @@ async fn publisher<B: Backend>(
 }
 
 /// The ICE agent of one session, and the session's log span.
-struct Agent {
-    ice: Option<IceSession>,
+struct Slot<A> {
+    agent: Option<(AgentId, A)>,
     /// The agent the core created that could not be made (no socket): it answers `Gather`
     /// with GatheringDone alone, so the core's gathering timeout applies.
     broken: Option<AgentId>,
@@ -445,10 +464,10 @@ struct Agent {
     span: Span,
 }
 
-impl Agent {
-    fn new(local: PublicKey, remote: PublicKey) -> Agent {
-        Agent {
-            ice: None,
+impl<A> Slot<A> {
+    fn new(local: PublicKey, remote: PublicKey) -> Slot<A> {
+        Slot {
+            agent: None,
             broken: None,
             pending: VecDeque::new(),
             span: info_span!("peer", local = ?local, remote = ?remote),
@@ -460,7 +479,6 @@ impl Agent {
 struct Ctx {
     local: PublicKey,
     publish: mpsc::Sender<(PublicKey, Vec<u8>)>,
-    udp_tx: mpsc::Sender<Received>,
     events: mpsc::Sender<NodeEvent>,
     bind_ip: IpAddr,
     subscribed: bool,
@@ -476,18 +494,28 @@ impl Ctx {
     }
 }
 
-struct Driver {
+/// What the agents' I/O tasks send them, tagged with the session and agent.
+type Inbound<F> = (
+    PublicKey,
+    AgentId,
+    <<F as AgentFactory>::Agent as Agent>::Input,
+);
+
+struct Driver<F: AgentFactory> {
     endpoint: Endpoint,
-    agents: BTreeMap<PublicKey, Agent>,
+    agents: BTreeMap<PublicKey, Slot<F::Agent>>,
+    factory: F,
+    /// Given to every agent created ([`AgentInbound`]).
+    inbound: mpsc::Sender<Inbound<F>>,
     ctx: Ctx,
     status: watch::Sender<NodeStatus>,
 }
 
-impl Driver {
+impl<F: AgentFactory> Driver<F> {
     async fn run(
         mut self,
         mut subscription: Subscription,
-        mut udp: mpsc::Receiver<Received>,
+        mut inbound: mpsc::Receiver<Inbound<F>>,
         mut commands: mpsc::Receiver<Command>,
         mut failed: mpsc::Receiver<PublicKey>,
     ) {
@@ -515,7 +543,9 @@ impl Driver {
                     }
                 },
                 // The driver holds a sender, so this never yields None.
-                Some(received) = udp.recv() => self.datagram(Instant::now(), received),
+                Some((remote, agent, input)) = inbound.recv() => {
+                    self.input(Instant::now(), remote, agent, input);
+                }
                 // None once the publisher ended (never before the driver): then disabled.
                 Some(to) = failed.recv() => self.endpoint.transmit_failed(&to),
                 () = sleep_until(deadline) => self.timeout(Instant::now()),
@@ -538,14 +568,15 @@ impl Driver {
         for _ in 0..MAX_DRIVE_PASSES {
             self.outputs(now);
             let mut moved = false;
-            for (remote, agent) in &mut self.agents {
-                let _span = agent.span.clone().entered();
-                let (id, events) = match (agent.ice.as_mut(), agent.broken) {
-                    (Some(ice), _) => (ice.id, &mut ice.events),
-                    (None, Some(id)) => (id, &mut agent.pending),
-                    (None, None) => continue,
-                };
-                while let Some(event) = events.pop_front() {
+            for (remote, slot) in &mut self.agents {
+                let _span = slot.span.clone().entered();
+                loop {
+                    let (id, event) = match (slot.agent.as_mut(), slot.broken) {
+                        (Some((id, agent)), _) => (*id, agent.poll_event()),
+                        (None, Some(id)) => (id, slot.pending.pop_front()),
+                        (None, None) => break,
+                    };
+                    let Some(event) = event else { break };
                     moved = true;
                     match self
                         .endpoint
@@ -573,10 +604,7 @@ impl Driver {
                     }
                 }
                 EndpointOutput::Agent { remote, command } => {
-                    if let Some(agent) = self.agents.get_mut(&remote) {
-                        let _span = agent.span.clone().entered();
-                        agent.command(&mut self.ctx, now, remote, command);
-                    }
+                    self.agent_command(now, remote, command);
                 }
                 EndpointOutput::Event { remote, event } => self.event(remote, event),
             }
@@ -610,7 +638,7 @@ impl Driver {
         let agents = self
             .agents
             .values_mut()
-            .filter_map(|a| a.ice.as_mut().and_then(|i| i.poll_timeout()));
+            .filter_map(|s| s.agent.as_mut().and_then(|(_, a)| a.poll_timeout()));
         agents.chain(self.endpoint.poll_timeout()).min()
     }
 
@@ -620,11 +648,11 @@ impl Driver {
                 warn!(error = %e, "handle_timeout");
             }
         }
-        for agent in self.agents.values_mut() {
-            if let Some(ice) = agent.ice.as_mut() {
-                if ice.poll_timeout().is_some_and(|t| t <= now) {
-                    let _span = agent.span.clone().entered();
-                    ice.handle_timeout(now);
+        for slot in self.agents.values_mut() {
+            if let Some((_, agent)) = slot.agent.as_mut() {
+                if agent.poll_timeout().is_some_and(|t| t <= now) {
+                    let _span = slot.span.clone().entered();
+                    agent.handle_timeout(now);
                 }
             }
         }
@@ -634,11 +662,17 @@ impl Driver {
         let now = Instant::now();
         match c {
             Command::Send { to, data, reply } => {
-                let result = match self.agents.get(&to) {
+                let result = match self.agents.get_mut(&to) {
                     None => Err(Error::UnknownPeer(to)),
-                    Some(agent) => match agent.ice.as_ref() {
-                        Some(ice) if ice.send_datagram(&data) => Ok(()),
-                        _ => Err(Error::NotConnected(to)),
+                    Some(slot) => match slot.agent.as_mut() {
+                        Some((_, agent)) => {
+                            if agent.send_datagram(&data) {
+                                Ok(())
+                            } else {
+                                Err(Error::NotConnected(to))
+                            }
+                        }
+                        None => Err(Error::NotConnected(to)),
                     },
                 };
                 let _ = reply.send(result);
@@ -651,7 +685,7 @@ impl Driver {
                 let result = self.endpoint.add_peer(now, remote).map_err(Error::from);
                 if result.is_ok() {
                     self.agents
-                        .insert(remote, Agent::new(self.ctx.local, remote));
+                        .insert(remote, Slot::new(self.ctx.local, remote));
                 }
                 let _ = reply.send(result);
             }
@@ -666,19 +700,97 @@ impl Driver {
         }
     }
 
-    fn datagram(&mut self, now: Instant, r: Received) {
-        let Some(agent) = self.agents.get_mut(&r.remote) else {
+    /// An input from an agent's I/O; inputs of an agent closed since are dropped.
+    fn input(
+        &mut self,
+        now: Instant,
+        remote: PublicKey,
+        id: AgentId,
+        input: <F::Agent as Agent>::Input,
+    ) {
+        let Some(slot) = self.agents.get_mut(&remote) else {
             return;
         };
-        let _span = agent.span.clone().entered();
-        let Some(ice) = agent.ice.as_mut().filter(|i| i.id == r.agent) else {
+        let _span = slot.span.clone().entered();
+        let Some((_, agent)) = slot.agent.as_mut().filter(|(live, _)| *live == id) else {
             return;
         };
-        if let Some(data) = ice.handle_datagram(now, r.local, r.from, &r.data) {
-            self.ctx.emit(NodeEvent::Datagram {
-                remote: r.remote,
-                data,
-            });
+        if let Some(data) = agent.handle_input(now, input) {
+            self.ctx.emit(NodeEvent::Datagram { remote, data });
+        }
+    }
+
+    /// Carries out a command of the core for the agent of the session with `remote`.
+    fn agent_command(&mut self, now: Instant, remote: PublicKey, command: AgentCommand) {
+        let Some(slot) = self.agents.get_mut(&remote) else {
+            return;
+        };
+        let _span = slot.span.clone().entered();
+        debug!(?command, "agent command");
+        if let AgentCommand::Create {
+            agent: id,
+            credentials,
+            role,
+        } = command
+        {
+            slot.agent = None;
+            slot.broken = None;
+            slot.pending.clear();
+            let params = AgentParams {
+                agent: id,
+                remote,
+                credentials,
+                role,
+                inbound: AgentInbound::new(remote, id, self.inbound.clone()),
+            };
+            match self.factory.create(params) {
+                Ok(agent) => slot.agent = Some((id, agent)),
+                Err(e) => {
+                    warn!(bind_ip = %self.ctx.bind_ip, error = %e, "cannot create the ICE agent");
+                    slot.broken = Some(id);
+                    self.ctx.emit(NodeEvent::AgentError {
+                        remote,
+                        error: format!(
+                            "cannot create the ICE agent (bind {}): {e}",
+                            self.ctx.bind_ip
+                        ),
+                    });
+                }
+            }
+            return;
+        }
+        if let Some(broken) = slot.broken {
+            match command {
+                AgentCommand::Gather { agent } if agent == broken => {
+                    slot.pending.push_back(AgentEvent::GatheringDone);
+                }
+                AgentCommand::Close { agent } if agent == broken => {
+                    slot.broken = None;
+                    slot.pending.clear();
+                }
+                other => debug!(?other, "command for an agent that could not be created"),
+            }
+            return;
+        }
+        let Some((live, agent)) = slot.agent.as_mut() else {
+            return;
+        };
+        let live = *live;
+        match command {
+            AgentCommand::Gather { agent: id } if id == live => agent.gather(),
+            AgentCommand::AddRemoteCandidate {
+                agent: id,
+                candidate,
+            } if id == live => agent.add_remote_candidate(&candidate),
+            AgentCommand::Connect { agent: id, remote } if id == live => {
+                agent.connect(now, &remote);
+            }
+            AgentCommand::EndOfRemoteCandidates { agent: id } if id == live => {
+                agent.end_of_remote_candidates();
+            }
+            AgentCommand::ReportState { agent: id } if id == live => agent.report_state(),
+            AgentCommand::Close { agent: id } if id == live => slot.agent = None,
+            other => debug!(?other, "command for another agent"),
         }
     }
 
@@ -694,14 +806,18 @@ impl Driver {
             .endpoint
             .peers()
             .map(|(k, peer)| {
-                let ice = self.agents.get(k).and_then(|a| a.ice.as_ref());
+                let agent = self
+                    .agents
+                    .get(k)
+                    .and_then(|s| s.agent.as_ref())
+                    .map(|(_, a)| a);
                 let status = PeerStatus {
                     state: peer.state(),
                     restarts: peer.restarts(),
                     local_session: peer.local_session(),
                     remote_session: peer.remote_session(),
-                    local_addr: ice.map(IceSession::local_addr),
-                    selected: ice.and_then(IceSession::selected),
+                    local_addr: agent.and_then(|a| a.local_addr()),
+                    selected: agent.and_then(|a| a.selected()),
                     stats: self.endpoint.stats(k).unwrap_or_default(),
                 };
                 (*k, status)
@@ -722,67 +838,6 @@ impl Driver {
                 true
             }
         });
-    }
-}
-
-impl Agent {
-    fn command(&mut self, ctx: &mut Ctx, now: Instant, remote: PublicKey, command: AgentCommand) {
-        debug!(?command, "agent command");
-        if let AgentCommand::Create {
-            agent,
-            credentials,
-            role,
-        } = &command
-        {
-            self.broken = None;
-            self.pending.clear();
-            match IceSession::new(
-                *agent,
-                remote,
-                credentials,
-                *role,
-                ctx.bind_ip,
-                ctx.udp_tx.clone(),
-            ) {
-                Ok(ice) => self.ice = Some(ice),
-                Err(e) => {
-                    warn!(bind_ip = %ctx.bind_ip, error = %e, "cannot create the ICE agent");
-                    self.broken = Some(*agent);
-                    ctx.emit(NodeEvent::AgentError {
-                        remote,
-                        error: format!("cannot bind a socket on {}: {e}", ctx.bind_ip),
-                    });
-                }
-            }
-            return;
-        }
-        if let Some(broken) = self.broken {
-            match command {
-                AgentCommand::Gather { agent } if agent == broken => {
-                    self.pending.push_back(AgentEvent::GatheringDone);
-                }
-                AgentCommand::Close { agent } if agent == broken => {
-                    self.broken = None;
-                    self.pending.clear();
-                }
-                other => debug!(?other, "command for an agent that could not be created"),
-            }
-            return;
-        }
-        let Some(ice) = self.ice.as_mut() else {
-            return;
-        };
-        match command {
-            AgentCommand::Gather { agent } if agent == ice.id => ice.gather(),
-            AgentCommand::AddRemoteCandidate { agent, candidate } if agent == ice.id => {
-                ice.add_remote_candidate(&candidate);
-            }
-            AgentCommand::Connect { agent, remote } if agent == ice.id => ice.connect(now, &remote),
-            AgentCommand::EndOfRemoteCandidates { .. } => {}
-            AgentCommand::ReportState { agent } if agent == ice.id => ice.report_again(),
-            AgentCommand::Close { agent } if agent == ice.id => self.ice = None,
-            other => debug!(?other, "command for another agent"),
-        }
     }
 }
 

@@ -1,0 +1,189 @@
+//! The ICE agent boundary of the runtime: the node drives any [`Agent`] made by an
+//! [`AgentFactory`]; [`UdpAgents`] makes the built-in one (str0m's `is` on UDP sockets).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::ice::{IceSession, UdpInput};
+use crate::{AgentEvent, AgentId, Candidate, Credentials, PublicKey, Role};
+
+/// An ICE agent of one session, driven by the node's task (it is never shared between
+/// threads, so it needs no locking).
+///
+/// The node creates one on the core's `Create` command and drops it on `Close`; the other
+/// commands map to the methods below. Reports go to the core through
+/// [`poll_event`](Agent::poll_event), drained after every call. The agent's own I/O tasks (socket
+/// readers, for example) reach it through the [`AgentInbound`] in its [`AgentParams`]: the node
+/// hands each input to [`handle_input`](Agent::handle_input) on its task.
+pub trait Agent: Send + 'static {
+    /// What the agent's I/O tasks send it.
+    type Input: Send + 'static;
+
+    /// `Gather`: gather local candidates, then report `GatheringDone` (also when none was
+    /// found: the core then applies its gathering timeout).
+    fn gather(&mut self);
+    /// `AddRemoteCandidate`.
+    fn add_remote_candidate(&mut self, candidate: &Candidate);
+    /// `Connect`: start connectivity checks with the remote's credentials.
+    fn connect(&mut self, now: Instant, remote: &Credentials);
+    /// `EndOfRemoteCandidates`.
+    fn end_of_remote_candidates(&mut self) {}
+    /// `ReportState`: report the current connectivity state once more (repeats are ignored).
+    fn report_state(&mut self);
+    /// The next report for the core.
+    fn poll_event(&mut self) -> Option<AgentEvent>;
+    /// When [`handle_timeout`](Agent::handle_timeout) should be called next.
+    fn poll_timeout(&mut self) -> Option<Instant>;
+    /// Time has passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// An input from the agent's I/O; returns an application datagram if it carried one.
+    fn handle_input(&mut self, now: Instant, input: Self::Input) -> Option<Vec<u8>>;
+    /// Sends an application datagram on the selected pair; false if there is none.
+    fn send_datagram(&mut self, data: &[u8]) -> bool;
+    /// The local address of the selected pair (or the agent's first address).
+    fn local_addr(&self) -> Option<SocketAddr>;
+    /// The remote address of the selected pair.
+    fn selected(&self) -> Option<SocketAddr>;
+}
+
+/// Creates the agents of a node.
+pub trait AgentFactory: Send + 'static {
+    /// The agents it creates.
+    type Agent: Agent;
+
+    /// A new agent; an error is reported as [`NodeEvent::AgentError`](super::NodeEvent) and
+    /// the session's gathering finds nothing (the core retries after its gathering timeout).
+    fn create(
+        &mut self,
+        params: AgentParams<<Self::Agent as Agent>::Input>,
+    ) -> io::Result<Self::Agent>;
+}
+
+/// What an agent is created with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AgentParams<I> {
+    /// The agent's id (commands and reports name it).
+    pub agent: AgentId,
+    /// The remote peer of the session.
+    pub remote: PublicKey,
+    /// Local ICE credentials.
+    pub credentials: Credentials,
+    /// Our ICE role.
+    pub role: Role,
+    /// Where the agent's I/O tasks send their inputs.
+    pub inbound: AgentInbound<I>,
+}
+
+/// Sends inputs to one agent on the node's task (cloneable; give one to each I/O task).
+#[derive(Debug)]
+pub struct AgentInbound<I> {
+    remote: PublicKey,
+    agent: AgentId,
+    tx: mpsc::Sender<(PublicKey, AgentId, I)>,
+}
+
+impl<I> Clone for AgentInbound<I> {
+    fn clone(&self) -> Self {
+        AgentInbound {
+            remote: self.remote,
+            agent: self.agent,
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<I: Send + 'static> AgentInbound<I> {
+    pub(crate) fn new(
+        remote: PublicKey,
+        agent: AgentId,
+        tx: mpsc::Sender<(PublicKey, AgentId, I)>,
+    ) -> Self {
+        AgentInbound { remote, agent, tx }
+    }
+
+    /// Hands `input` to the agent, waiting while the node's queue is full; false once the node
+    /// stopped (the I/O task should end then).
+    pub async fn send(&self, input: I) -> bool {
+        self.tx.send((self.remote, self.agent, input)).await.is_ok()
+    }
+
+    /// Hands `input` to the agent without waiting; false if the node's queue is full or the
+    /// node stopped (the input is dropped, as a full socket buffer drops a datagram).
+    pub fn try_send(&self, input: I) -> bool {
+        self.tx.try_send((self.remote, self.agent, input)).is_ok()
+    }
+
+    /// True once the node stopped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The built-in agents: str0m's sans-IO ICE agent (`is`) on UDP sockets bound to `bind_ip`, or
+/// for an unspecified address one socket per local interface address.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpAgents {
+    /// The address the sockets bind to.
+    pub bind_ip: IpAddr,
+}
+
+impl AgentFactory for UdpAgents {
+    type Agent = UdpAgent;
+
+    fn create(&mut self, p: AgentParams<UdpInput>) -> io::Result<UdpAgent> {
+        IceSession::new(&p.credentials, p.role, self.bind_ip, p.inbound).map(UdpAgent)
+    }
+}
+
+/// The built-in agent (see [`UdpAgents`]).
+pub struct UdpAgent(IceSession);
+
+impl std::fmt::Debug for UdpAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpAgent")
+            .field("local", &self.0.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent for UdpAgent {
+    type Input = UdpInput;
+
+    fn gather(&mut self) {
+        self.0.gather();
+    }
+    fn add_remote_candidate(&mut self, candidate: &Candidate) {
+        self.0.add_remote_candidate(candidate);
+    }
+    fn connect(&mut self, now: Instant, remote: &Credentials) {
+        self.0.connect(now, remote);
+    }
+    fn report_state(&mut self) {
+        self.0.report_again();
+    }
+    fn poll_event(&mut self) -> Option<AgentEvent> {
+        self.0.events.pop_front()
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.0.handle_timeout(now);
+    }
+    fn handle_input(&mut self, now: Instant, d: UdpInput) -> Option<Vec<u8>> {
+        self.0.handle_datagram(now, d.local, d.from, &d.data)
+    }
+    fn send_datagram(&mut self, data: &[u8]) -> bool {
+        self.0.send_datagram(data)
+    }
+    fn local_addr(&self) -> Option<SocketAddr> {
+        Some(self.0.local_addr())
+    }
+    fn selected(&self) -> Option<SocketAddr> {
+        self.0.selected()
+    }
+}
