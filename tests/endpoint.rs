@@ -369,3 +369,49 @@ fn agent_events_and_restarts_name_a_session() {
     );
     assert!(matches!(ok, Ok(Disposition::Ignored(_))), "{ok:?}");
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes, and real envelopes with bytes flipped, cut or appended: the
+        /// endpoint never panics, and an envelope it refuses changes no session.
+        #[test]
+        fn hostile_envelopes_never_panic_and_refusals_change_nothing(
+            garbage in proptest::collection::vec(any::<u8>(), 0..600),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let mut m = Mesh::new(&[1, 2]);
+            m.link(1, 2);
+            m.run_until(|m| m.connected(1, 2));
+            let now = m.now;
+            let k1 = Mesh::key(1);
+            let genuine = m
+                .sent
+                .iter()
+                .rev()
+                .find(|(to, _)| *to == k1)
+                .map(|(_, e)| e.clone())
+                .unwrap();
+            let mut mutated = genuine.clone();
+            for (i, x) in &flips {
+                let len = mutated.len();
+                mutated[i % len] ^= x | 1;
+            }
+            mutated.truncate(cut % (genuine.len() + 1));
+            mutated.extend_from_slice(&tail);
+            for bytes in [garbage, mutated] {
+                let before = m.ep(1).peer(&Mesh::key(2)).cloned();
+                let result = m.ep(1).handle_envelope(now, &bytes);
+                if result.is_err() {
+                    prop_assert_eq!(m.ep(1).peer(&Mesh::key(2)).cloned(), before);
+                }
+            }
+        }
+    }
+}
