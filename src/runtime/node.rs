@@ -453,25 +453,54 @@ async fn publisher<B: Backend>(
     }
 }
 
-/// The ICE agent of one session, and the session's log span.
+/// The live agent of one session (the one the core created last and has not closed), and the
+/// session's log span.
 struct Slot<A> {
-    agent: Option<(AgentId, A)>,
-    /// The agent the core created that could not be made (no socket): it answers `Gather`
-    /// with GatheringDone alone, so the core's gathering timeout applies.
-    broken: Option<AgentId>,
-    /// Reports of the broken agent, fed like the live agent's.
-    pending: VecDeque<AgentEvent>,
+    agent: Option<(AgentId, Made<A>)>,
     span: Span,
 }
 
-impl<A> Slot<A> {
+/// What became of the agent the core created.
+enum Made<A> {
+    /// The factory made it.
+    Running(A),
+    /// The factory could not make it (no socket): it answers `Gather` with GatheringDone alone
+    /// (these reports, fed like a running agent's), so the core's gathering timeout applies.
+    Broken(VecDeque<AgentEvent>),
+}
+
+impl<A: Agent> Slot<A> {
     fn new(local: PublicKey, remote: PublicKey) -> Slot<A> {
         Slot {
             agent: None,
-            broken: None,
-            pending: VecDeque::new(),
             span: info_span!("peer", local = ?local, remote = ?remote),
         }
+    }
+
+    /// The live agent, if the factory made it.
+    fn running(&self) -> Option<&A> {
+        match self.agent.as_ref() {
+            Some((_, Made::Running(a))) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The live agent, if the factory made it.
+    fn running_mut(&mut self) -> Option<&mut A> {
+        match self.agent.as_mut() {
+            Some((_, Made::Running(a))) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The live agent's next report, with its id.
+    fn next_event(&mut self) -> Option<(AgentId, AgentEvent)> {
+        let (id, made) = self.agent.as_mut()?;
+        let event = match made {
+            Made::Running(a) => a.poll_event(),
+            Made::Broken(pending) => pending.pop_front(),
+        };
+        event.map(|e| (*id, e))
     }
 }
 
@@ -570,13 +599,7 @@ impl<F: AgentFactory> Driver<F> {
             let mut moved = false;
             for (remote, slot) in &mut self.agents {
                 let _span = slot.span.clone().entered();
-                loop {
-                    let (id, event) = match (slot.agent.as_mut(), slot.broken) {
-                        (Some((id, agent)), _) => (*id, agent.poll_event()),
-                        (None, Some(id)) => (id, slot.pending.pop_front()),
-                        (None, None) => break,
-                    };
-                    let Some(event) = event else { break };
+                while let Some((id, event)) = slot.next_event() {
                     moved = true;
                     match self
                         .endpoint
@@ -638,7 +661,7 @@ impl<F: AgentFactory> Driver<F> {
         let agents = self
             .agents
             .values_mut()
-            .filter_map(|s| s.agent.as_mut().and_then(|(_, a)| a.poll_timeout()));
+            .filter_map(|s| s.running_mut().and_then(|a| a.poll_timeout()));
         agents.chain(self.endpoint.poll_timeout()).min()
     }
 
@@ -649,9 +672,10 @@ impl<F: AgentFactory> Driver<F> {
             }
         }
         for slot in self.agents.values_mut() {
-            if let Some((_, agent)) = slot.agent.as_mut() {
+            let span = slot.span.clone();
+            if let Some(agent) = slot.running_mut() {
                 if agent.poll_timeout().is_some_and(|t| t <= now) {
-                    let _span = slot.span.clone().entered();
+                    let _span = span.entered();
                     agent.handle_timeout(now);
                 }
             }
@@ -664,16 +688,14 @@ impl<F: AgentFactory> Driver<F> {
             Command::Send { to, data, reply } => {
                 let result = match self.agents.get_mut(&to) {
                     None => Err(Error::UnknownPeer(to)),
-                    Some(slot) => match slot.agent.as_mut() {
-                        Some((_, agent)) => {
-                            if agent.send_datagram(&data) {
-                                Ok(())
-                            } else {
-                                Err(Error::NotConnected(to))
-                            }
+                    Some(slot) => {
+                        let sent = slot.running_mut().is_some_and(|a| a.send_datagram(&data));
+                        if sent {
+                            Ok(())
+                        } else {
+                            Err(Error::NotConnected(to))
                         }
-                        None => Err(Error::NotConnected(to)),
-                    },
+                    }
                 };
                 let _ = reply.send(result);
             }
@@ -712,7 +734,8 @@ impl<F: AgentFactory> Driver<F> {
             return;
         };
         let _span = slot.span.clone().entered();
-        let Some((_, agent)) = slot.agent.as_mut().filter(|(live, _)| *live == id) else {
+        let Some((_, Made::Running(agent))) = slot.agent.as_mut().filter(|(live, _)| *live == id)
+        else {
             return;
         };
         if let Some(data) = agent.handle_input(now, input) {
@@ -734,8 +757,6 @@ impl<F: AgentFactory> Driver<F> {
         } = command
         {
             slot.agent = None;
-            slot.broken = None;
-            slot.pending.clear();
             let params = AgentParams {
                 agent: id,
                 remote,
@@ -744,10 +765,10 @@ impl<F: AgentFactory> Driver<F> {
                 inbound: AgentInbound::new(remote, id, self.inbound.clone()),
             };
             match self.factory.create(params) {
-                Ok(agent) => slot.agent = Some((id, agent)),
+                Ok(agent) => slot.agent = Some((id, Made::Running(agent))),
                 Err(e) => {
                     warn!(bind_ip = %self.ctx.bind_ip, error = %e, "cannot create the ICE agent");
-                    slot.broken = Some(id);
+                    slot.agent = Some((id, Made::Broken(VecDeque::new())));
                     self.ctx.emit(NodeEvent::AgentError {
                         remote,
                         error: format!(
@@ -759,23 +780,25 @@ impl<F: AgentFactory> Driver<F> {
             }
             return;
         }
-        if let Some(broken) = slot.broken {
-            match command {
-                AgentCommand::Gather { agent } if agent == broken => {
-                    slot.pending.push_back(AgentEvent::GatheringDone);
-                }
-                AgentCommand::Close { agent } if agent == broken => {
-                    slot.broken = None;
-                    slot.pending.clear();
-                }
-                other => debug!(?other, "command for an agent that could not be created"),
-            }
-            return;
-        }
-        let Some((live, agent)) = slot.agent.as_mut() else {
+        let Some((live, made)) = slot.agent.as_mut() else {
             return;
         };
         let live = *live;
+        if matches!(command, AgentCommand::Close { agent: id } if id == live) {
+            slot.agent = None;
+            return;
+        }
+        let agent = match made {
+            Made::Running(agent) => agent,
+            Made::Broken(pending) => {
+                if matches!(command, AgentCommand::Gather { agent: id } if id == live) {
+                    pending.push_back(AgentEvent::GatheringDone);
+                } else {
+                    debug!(?command, "command for an agent that could not be created");
+                }
+                return;
+            }
+        };
         match command {
             AgentCommand::Gather { agent: id } if id == live => agent.gather(),
             AgentCommand::AddRemoteCandidate {
@@ -789,7 +812,6 @@ impl<F: AgentFactory> Driver<F> {
                 agent.end_of_remote_candidates();
             }
             AgentCommand::ReportState { agent: id } if id == live => agent.report_state(),
-            AgentCommand::Close { agent: id } if id == live => slot.agent = None,
             other => debug!(?other, "command for another agent"),
         }
     }
@@ -806,11 +828,7 @@ impl<F: AgentFactory> Driver<F> {
             .endpoint
             .peers()
             .map(|(k, peer)| {
-                let agent = self
-                    .agents
-                    .get(k)
-                    .and_then(|s| s.agent.as_ref())
-                    .map(|(_, a)| a);
+                let agent = self.agents.get(k).and_then(Slot::running);
                 let status = PeerStatus {
                     state: peer.state(),
                     restarts: peer.restarts(),
