@@ -11,11 +11,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use icepact::runtime::{
-    Agent, AgentFactory, AgentInbound, AgentParams, MemoryBackend, Node, NodeEvent,
-};
+use icepact::runtime::{Agent, AgentFactory, AgentInbound, AgentParams, MemoryBackend, Node};
 use icepact::{AgentEvent, Candidate, Credentials};
 use runtime_common::*;
 
@@ -181,18 +179,10 @@ async fn a_user_supplied_agent_connects_two_nodes() {
     a.send_datagram(kb, b"through my agent".to_vec())
         .await
         .expect("A's agent has a pair");
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match b.next_event().await {
-                Some(NodeEvent::Datagram { remote, data }) => return (remote, data),
-                Some(_) => continue,
-                None => panic!("B stopped"),
-            }
-        }
-    })
-    .await
-    .expect("B receives it");
-    assert_eq!(got, (ka, b"through my agent".to_vec()));
+    assert_eq!(
+        next_datagram(&mut b).await,
+        (ka, b"through my agent".to_vec())
+    );
     // A restart replaces the agent (the old one is dropped) and the sessions come back.
     a.restart(kb).await.unwrap();
     a.wait_for(CONNECT_TIMEOUT, |s| {

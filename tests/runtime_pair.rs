@@ -16,31 +16,11 @@ async fn datagram_round_trip(a: &mut Node, b: &mut Node) {
     a.send_datagram(kb, b"ping".to_vec())
         .await
         .expect("A has a selected pair");
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match b.next_event().await {
-                Some(NodeEvent::Datagram { remote, data }) => return (remote, data),
-                Some(_) => continue,
-                None => panic!("B stopped"),
-            }
-        }
-    })
-    .await
-    .expect("B receives the datagram");
-    assert_eq!(got, (ka, b"ping".to_vec()));
+    assert_eq!(next_datagram(b).await, (ka, b"ping".to_vec()));
     b.send_datagram(ka, b"pong".to_vec())
         .await
         .expect("B has a selected pair");
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(NodeEvent::Datagram { data, .. }) = a.next_event().await {
-                return data;
-            }
-        }
-    })
-    .await
-    .expect("A receives the reply");
-    assert_eq!(got, b"pong");
+    assert_eq!(next_datagram(a).await, (kb, b"pong".to_vec()));
 }
 
 #[tokio::test]
@@ -242,16 +222,7 @@ async fn a_node_handle_works_from_other_tasks_and_reports_a_stopped_node() {
         .await
         .unwrap()
         .expect("sent through a handle");
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(NodeEvent::Datagram { data, .. }) = b.next_event().await {
-                return data;
-            }
-        }
-    })
-    .await
-    .expect("B receives it");
-    assert_eq!(got, b"via handle");
+    assert_eq!(next_datagram(&mut b).await, (ka, b"via handle".to_vec()));
     let late = a.handle();
     a.shutdown().await;
     assert!(matches!(

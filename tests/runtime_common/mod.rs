@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use icepact::runtime::{NodeConfig, RedisBackend};
+use icepact::runtime::{Node, NodeConfig, NodeEvent, RedisBackend};
 use icepact::wire::SecretKey;
-use icepact::Backoff;
+use icepact::{Backoff, PublicKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -68,4 +68,19 @@ pub fn init_tracing() {
             .with_test_writer()
             .try_init();
     }
+}
+
+/// The next datagram `node` receives, with its sender, within 5 s (other events are skipped).
+pub async fn next_datagram(node: &mut Node) -> (PublicKey, Vec<u8>) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match node.next_event().await {
+                Some(NodeEvent::Datagram { remote, data }) => return (remote, data),
+                Some(_) => continue,
+                None => panic!("the node stopped"),
+            }
+        }
+    })
+    .await
+    .expect("a datagram within 5 s")
 }
