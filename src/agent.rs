@@ -59,11 +59,40 @@ pub enum AgentCommand {
         /// The agent.
         agent: AgentId,
     },
+    /// Restart the live agent `agent` in place for a new session (an ICE restart, RFC 8445
+    /// §9): forget the remote credentials, the remote candidates and every candidate pair, take
+    /// these local credentials, and name the agent `new` from now on. Gather again when told
+    /// to (a [`Gather`](AgentCommand::Gather) for `new` follows, as after `Create`). Reports
+    /// about the new credentials carry `new`; a report the agent gave before the restart
+    /// carries `agent` and is ignored. Only emitted with [`AgentRestart::InPlace`]
+    /// (str0m's `ice_restart`, pion's `Agent.Restart`).
+    Restart {
+        /// The live agent.
+        agent: AgentId,
+        /// Its name from now on.
+        new: AgentId,
+        /// The new local credentials.
+        credentials: Credentials,
+    },
     /// Close the agent. No further command names it.
     Close {
         /// The agent.
         agent: AgentId,
     },
+}
+
+/// How a session's agent is replaced when the session restarts (rule AGENT_RESTART).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AgentRestart {
+    /// [`Close`](AgentCommand::Close) the old agent and [`Create`](AgentCommand::Create) a new
+    /// one. Works with every agent; the new agent binds new sockets.
+    #[default]
+    Recreate,
+    /// [`Restart`](AgentCommand::Restart) the live agent with new credentials, keeping its
+    /// sockets (str0m's `ice_restart`, pion's `Agent.Restart`). An agent that reported
+    /// [`Closed`](AgentEvent::Closed) is gone, so its successor is still created.
+    InPlace,
 }
 
 /// What the ICE agent reports.

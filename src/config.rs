@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::agent::AgentRestart;
 use crate::backoff::Backoff;
 use crate::rules::RestartPolicy;
 
@@ -44,6 +45,9 @@ pub struct Config {
     pub max_candidates: usize,
     /// The restart rule.
     pub policy: RestartPolicy,
+    /// How the agent is replaced when a session restarts: closed and created again (the
+    /// default, every agent supports it) or restarted in place.
+    pub agent_restart: AgentRestart,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             max_input_lag: Duration::from_secs(1),
             max_candidates: 32,
             policy: RestartPolicy::Epoch,
+            agent_restart: AgentRestart::Recreate,
         }
     }
 }

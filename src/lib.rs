@@ -83,7 +83,7 @@ pub mod reference_agent;
 #[cfg(feature = "tokio")]
 pub mod runtime;
 
-pub use agent::{AgentCommand, AgentEvent, AgentId};
+pub use agent::{AgentCommand, AgentEvent, AgentId, AgentRestart};
 pub use backoff::Backoff;
 pub use candidate::{Candidate, CandidateKind, Transport};
 pub use config::Config;

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::agent::{AgentCommand, AgentEvent, AgentId};
+use crate::agent::{AgentCommand, AgentEvent, AgentId, AgentRestart};
 use crate::candidate::Candidate;
 use crate::config::Config;
 use crate::credentials::Credentials;
@@ -290,7 +290,7 @@ impl Peer {
             send_pending: false,
             queue: VecDeque::new(),
         };
-        peer.start_session(now)?;
+        peer.start_session(now, None)?;
         Ok(peer)
     }
 
@@ -1048,7 +1048,14 @@ impl Peer {
     }
 
     /// Rule NEW_SESSION: a new epoch, fresh credentials and a new agent, announced at once.
-    fn start_session(&mut self, now: Instant) -> Result<(), Error> {
+    ///
+    /// `restart_in_place` names the live agent to restart in place instead of creating one
+    /// (rule AGENT_RESTART).
+    fn start_session(
+        &mut self,
+        now: Instant,
+        restart_in_place: Option<AgentId>,
+    ) -> Result<(), Error> {
         // Rule NO_AGENT_AFTER_CLOSE (cunicu B5): a shut-down peer never creates an agent, and
         // the previous agent was closed before (commands are carried out in order).
         if self.shut_down {
@@ -1058,11 +1065,19 @@ impl Peer {
         self.next_epoch = self.next_epoch.saturating_add(1);
         let credentials = Credentials::generate(&mut self.rng);
         self.set_state(Trigger::CreateAgent)?;
-        self.queue.push_back(Output::Agent(AgentCommand::Create {
-            agent: AgentId(epoch),
-            credentials: credentials.clone(),
-            role: self.role,
-        }));
+        let command = match restart_in_place {
+            Some(agent) => AgentCommand::Restart {
+                agent,
+                new: AgentId(epoch),
+                credentials: credentials.clone(),
+            },
+            None => AgentCommand::Create {
+                agent: AgentId(epoch),
+                credentials: credentials.clone(),
+                role: self.role,
+            },
+        };
+        self.queue.push_back(Output::Agent(command));
         self.session = Some(LocalSession {
             epoch,
             version: 0,
@@ -1081,9 +1096,19 @@ impl Peer {
         if self.state != ConnectionState::Closed {
             self.set_state(Trigger::Restart)?;
         }
+        // Rule AGENT_RESTART: with in-place restarts the live agent takes the new session's
+        // credentials and keeps its sockets; an agent that reported Closed is gone and is
+        // created again, like every agent in the default mode.
+        let in_place = self.config.agent_restart == AgentRestart::InPlace
+            && cause != RestartCause::AgentClosed;
+        let mut reuse = None;
         if let Some(agent) = self.agent() {
-            self.queue
-                .push_back(Output::Agent(AgentCommand::Close { agent }));
+            if in_place {
+                reuse = Some(agent);
+            } else {
+                self.queue
+                    .push_back(Output::Agent(AgentCommand::Close { agent }));
+            }
         }
         self.session = None;
         self.timers = Timers::default();
@@ -1092,6 +1117,6 @@ impl Peer {
             cause,
             restarts: self.restarts,
         }));
-        self.start_session(now)
+        self.start_session(now, reuse)
     }
 }

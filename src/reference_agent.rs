@@ -26,6 +26,11 @@
 //! queue until the caller hands them to the peer, so they can be late, and the caller may lose
 //! one ([`lose_event`](ReferenceAgent::lose_event)): agents never repeat a lost report. A
 //! gathering may find nothing at all ([`gather_nothing`](ReferenceAgent::gather_nothing)).
+//!
+//! An in-place [`Restart`](crate::AgentCommand::Restart) renames the live agent and forgets its
+//! remote side; an agent that was past Checking reports Checking at once under its new name, as
+//! pion's `Agent.Restart` and str0m's `ice_restart` do. libwebrtc is modelled the same way (not
+//! checked against its source).
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -136,6 +141,21 @@ pub struct LiveAgent {
     pub phase: Phase,
 }
 
+impl LiveAgent {
+    /// A new agent (or one restarted in place) with only its local credentials.
+    fn fresh(id: AgentId, local: Credentials) -> LiveAgent {
+        LiveAgent {
+            id,
+            local,
+            remote: None,
+            remote_session: None,
+            remote_candidates: Vec::new(),
+            end_of_remote: false,
+            phase: Phase::New,
+        }
+    }
+}
+
 /// One peer's agent slot: at most one live agent, and the reports not yet handed to the peer
 /// (including reports of agents closed since).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -145,6 +165,7 @@ pub struct ReferenceAgent {
     live: Option<LiveAgent>,
     events: VecDeque<(AgentId, AgentEvent)>,
     created: u32,
+    restarted: u32,
     closed: u32,
 }
 
@@ -157,6 +178,7 @@ impl ReferenceAgent {
             live: None,
             events: VecDeque::new(),
             created: 0,
+            restarted: 0,
             closed: 0,
         }
     }
@@ -174,6 +196,11 @@ impl ReferenceAgent {
     /// Agents created so far.
     pub fn created(&self) -> u32 {
         self.created
+    }
+
+    /// In-place restarts so far.
+    pub fn restarted(&self) -> u32 {
+        self.restarted
     }
 
     /// Agents closed so far.
@@ -216,15 +243,7 @@ impl ReferenceAgent {
                 agent, credentials, ..
             } => {
                 self.created += 1;
-                self.live = Some(LiveAgent {
-                    id: agent,
-                    local: credentials,
-                    remote: None,
-                    remote_session: None,
-                    remote_candidates: Vec::new(),
-                    end_of_remote: false,
-                    phase: Phase::New,
-                });
+                self.live = Some(LiveAgent::fresh(agent, credentials));
                 if let Some(live) = live_id {
                     return Err(ContractBreach::TwoLiveAgents {
                         live: live.0,
@@ -284,6 +303,26 @@ impl ReferenceAgent {
                 });
                 if let Some(report) = report {
                     self.events.push_back((agent, report));
+                }
+            }
+            AgentCommand::Restart {
+                agent,
+                new,
+                credentials,
+            } => {
+                named(agent)?;
+                let Some(a) = self.live.as_mut() else {
+                    return Err(ContractBreach::NotLive(agent.0));
+                };
+                self.restarted += 1;
+                let before = a.phase;
+                *a = LiveAgent::fresh(new, credentials);
+                // pion's `Agent.Restart` and str0m's `ice_restart` move a running agent to
+                // Checking at once, before it has remote credentials, and report it if that is
+                // a change; the report names the new agent (the embedding tags reports with the
+                // agent's current name).
+                if !matches!(before, Phase::New | Phase::Checking) {
+                    self.events.push_back((new, AgentEvent::Checking));
                 }
             }
             AgentCommand::Close { agent } => {

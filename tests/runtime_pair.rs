@@ -8,7 +8,7 @@ mod runtime_common;
 use std::time::Duration;
 
 use icepact::runtime::{MemoryBackend, Node, NodeEvent, RedisBackend};
-use icepact::ConnectionState;
+use icepact::{AgentRestart, ConnectionState};
 use runtime_common::*;
 
 async fn datagram_round_trip(a: &mut Node, b: &mut Node) {
@@ -230,4 +230,55 @@ async fn a_node_handle_works_from_other_tasks_and_reports_a_stopped_node() {
         Err(icepact::runtime::Error::Stopped)
     ));
     b.shutdown().await;
+}
+
+/// Rule AGENT_RESTART with `AgentRestart::InPlace`: a restart keeps the built-in agent and its
+/// socket (the local address stays), the session moves to a new epoch on both sides, and
+/// datagrams flow again. With the default mode a restart binds a new socket.
+#[tokio::test]
+async fn an_in_place_restart_keeps_the_socket_and_reconnects() {
+    for mode in [AgentRestart::InPlace, AgentRestart::Recreate] {
+        let hub = MemoryBackend::new();
+        let (sa, sb) = two_secrets();
+        let (ka, kb) = (sa.public_key(), sb.public_key());
+        let mut config = quick_config();
+        config.peer.agent_restart = mode;
+        let mut a = Node::start(hub.clone(), sa, &[kb], config.clone())
+            .await
+            .unwrap();
+        let mut b = Node::start(hub.clone(), sb, &[ka], config).await.unwrap();
+        let before = a.wait_connected(kb, CONNECT_TIMEOUT).await.expect("A");
+        b.wait_connected(ka, CONNECT_TIMEOUT).await.expect("B");
+        let old_epoch = before.local_session.unwrap().epoch;
+        a.restart(kb).await.unwrap();
+        let after = a
+            .wait_for(CONNECT_TIMEOUT, |s| {
+                s.peers.get(&kb).is_some_and(|p| {
+                    p.restarts == 1
+                        && p.state.is_connected()
+                        && p.local_session.is_some_and(|l| l.epoch > old_epoch)
+                })
+            })
+            .await
+            .expect("A reconnects on a new session");
+        let after = after.peers[&kb].clone();
+        b.wait_for(CONNECT_TIMEOUT, |s| {
+            s.peers.get(&ka).is_some_and(|p| {
+                p.state.is_connected()
+                    && p.remote_session.map(|r| r.epoch) == after.local_session.map(|l| l.epoch)
+            })
+        })
+        .await
+        .expect("B reconnects to A's new session");
+        assert_eq!(
+            after.local_addr == before.local_addr,
+            mode == AgentRestart::InPlace,
+            "{mode:?}: local address {:?} before, {:?} after",
+            before.local_addr,
+            after.local_addr
+        );
+        datagram_round_trip(&mut a, &mut b).await;
+        a.shutdown().await;
+        b.shutdown().await;
+    }
 }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use stateright::Model as _;
 
 pub use icepact::reference_agent::AgentKind;
-pub use icepact::RestartPolicy;
+pub use icepact::{AgentRestart, RestartPolicy};
 use model::Msg;
 pub use model::{Action, Budgets, IceModel, State};
 
@@ -62,6 +62,8 @@ pub struct CheckOptions {
     /// Partial-order reduction of independent sessions (3 peers only; see
     /// [`IceModel::reduce`]).
     pub reduction: bool,
+    /// How every peer replaces its agent on a restart (rule AGENT_RESTART).
+    pub agent_restart: AgentRestart,
 }
 
 impl Default for CheckOptions {
@@ -76,6 +78,7 @@ impl Default for CheckOptions {
             timeout: None,
             agent: AgentKind::Libwebrtc,
             reduction: true,
+            agent_restart: AgentRestart::Recreate,
         }
     }
 }
@@ -117,7 +120,7 @@ impl CheckOptions {
             RestartPolicy::Seed => "seed",
         };
         format!(
-            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}{}",
+            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}{}{}",
             self.peers,
             b.drops,
             b.replays,
@@ -130,6 +133,11 @@ impl CheckOptions {
             b.timer_cap,
             b.link_capacity,
             self.agent,
+            if self.agent_restart == AgentRestart::InPlace {
+                " in-place"
+            } else {
+                ""
+            },
             if self.reduction || self.peers < 3 {
                 ""
             } else {
@@ -140,7 +148,8 @@ impl CheckOptions {
 
     /// The model these options check.
     pub fn model(&self) -> IceModel {
-        let mut model = IceModel::with_agent(self.peers, self.policy, self.budgets, self.agent);
+        let mut model = IceModel::with_agent(self.peers, self.policy, self.budgets, self.agent)
+            .with_agent_restart(self.agent_restart);
         model.reduction = self.reduction;
         model
     }

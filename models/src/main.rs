@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use icepact::reference_agent::AgentKind;
+use icepact::AgentRestart;
 use icepact_models::{check, format_table, Budgets, CheckOptions, Engine, RestartPolicy};
 use stateright::Model;
 
@@ -124,6 +125,9 @@ struct ConfigArgs {
     /// Explore every interleaving of the sessions of a mesh (no partial-order reduction).
     #[arg(long)]
     no_reduction: bool,
+    /// Restart agents in place (`AgentRestart::InPlace`) instead of closing and creating them.
+    #[arg(long)]
+    in_place: bool,
 }
 
 impl ConfigArgs {
@@ -155,6 +159,11 @@ impl ConfigArgs {
                 Agent::Libwebrtc => AgentKind::Libwebrtc,
             },
             reduction: !self.no_reduction,
+            agent_restart: if self.in_place {
+                AgentRestart::InPlace
+            } else {
+                AgentRestart::Recreate
+            },
             ..CheckOptions::default()
         }
     }

@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 use icepact::invariants;
 use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
-    AgentCommand, AgentEvent, Candidate, Config, ConnectionState, Credentials, Description,
-    Disposition, Error, Event, IgnoreReason, Output, Peer, PublicKey, RestartCause, RestartPolicy,
-    Seed,
+    AgentCommand, AgentEvent, AgentRestart, Candidate, Config, ConnectionState, Credentials,
+    Description, Disposition, Error, Event, IgnoreReason, Output, Peer, PublicKey, RestartCause,
+    RestartPolicy, Seed,
 };
 use stateright::{Model, Property};
 
@@ -525,6 +525,17 @@ impl IceModel {
         }
     }
 
+    /// The same model with agents restarted as `mode` says (rule AGENT_RESTART).
+    pub fn with_agent_restart(mut self, mode: AgentRestart) -> IceModel {
+        self.config.agent_restart = mode;
+        self
+    }
+
+    /// True if agents are restarted in place.
+    pub fn restarts_in_place(&self) -> bool {
+        self.config.agent_restart == AgentRestart::InPlace
+    }
+
     /// Number of peer ends (two per session).
     pub fn end_count(&self) -> usize {
         2 * self.pairs.len()
@@ -960,13 +971,24 @@ impl IceModel {
                 AgentCommand::EndOfRemoteCandidates { .. } => {
                     "end of remote candidates".to_string()
                 }
+                AgentCommand::Restart { agent, new, .. } => {
+                    format!("restart agent {} in place as {}", agent.0, new.0)
+                }
                 AgentCommand::Close { agent } => format!("close agent {}", agent.0),
                 other => format!("{other:?}"),
             };
             log.push(Note::Agent { end: e, cmd: name });
         }
+        if matches!(cmd, AgentCommand::Restart { .. }) {
+            s.flags |= Flag::SeenInPlace.bit();
+        }
         if let AgentCommand::Create {
             agent, credentials, ..
+        }
+        | AgentCommand::Restart {
+            new: agent,
+            credentials,
+            ..
         } = &cmd
         {
             // Kept sorted: the registry is a set (looked up by credentials), and the order in

@@ -46,6 +46,8 @@ pub enum Flag {
     SeenFailedConnected,
     /// An agent's gathering found no candidate (sanity).
     SeenNoCandidates,
+    /// An agent was restarted in place (sanity).
+    SeenInPlace,
 }
 
 impl Flag {
@@ -72,6 +74,7 @@ impl Flag {
             Flag::SeenCatchUp => "caught up",
             Flag::SeenFailedConnected => "failed from connected",
             Flag::SeenNoCandidates => "empty gathering",
+            Flag::SeenInPlace => "restarted in place",
         }
     }
 }
@@ -174,8 +177,13 @@ pub const PROPERTIES: &[PropertyInfo] = &[
     PropertyInfo {
         name: "reconnected after restart",
         always: false,
-        rule: "sanity: a restart happened and all sessions converged again (L4)",
-        condition: |m, s| s.pairs.iter().any(|p| p.restarts > 0) && m.converged(s),
+        rule: "sanity: a restart happened (in place, if so configured) and all sessions \
+               converged again (L4, AGENT_RESTART)",
+        condition: |m, s| {
+            s.pairs.iter().any(|p| p.restarts > 0)
+                && m.converged(s)
+                && (!m.restarts_in_place() || seen(s, Flag::SeenInPlace))
+        },
     },
     PropertyInfo {
         name: "reconnected after crash",

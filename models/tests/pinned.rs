@@ -35,6 +35,20 @@ fn default_two_peers_is_exhaustive_and_pinned() {
     assert_eq!(assert_all_hold(&CheckOptions::default(), &[]), 6_117_644);
 }
 
+/// The default budgets with agents restarted in place (rule AGENT_RESTART, str0m's
+/// `ice_restart`): every invariant holds, a restart in place reconnects, and the count is
+/// exactly this. No agent is ever closed in this mode, so the count is the same for every
+/// agent kind.
+#[test]
+fn in_place_restarts_are_exhaustive_and_pinned() {
+    let opts = CheckOptions {
+        agent: icepact_models::AgentKind::Str0m,
+        agent_restart: icepact_models::AgentRestart::InPlace,
+        ..CheckOptions::default()
+    };
+    assert_eq!(assert_all_hold(&opts, &[]), 5_689_915);
+}
+
 /// Replays after a crash with any floor: no replayed hint ever starts a catch-up
 /// (`catch-up only after regression`), and everything else holds.
 #[test]

@@ -294,7 +294,11 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         .zip(st.agents)
         .map(|(k, n)| format!("{n} {k:?}"))
         .collect();
-    println!("agents created: {}", kinds.join(", "));
+    println!(
+        "agents created: {}; {} restarted in place",
+        kinds.join(", "),
+        st.in_place_restarts
+    );
     println!(
         "messages: {} sent, {} delivered, {} ignored as stale/duplicate; {} session restarts ({} epoch catch-ups, {} checking timeouts)",
         st.sent, st.delivered, st.ignored, st.restarts, st.catch_ups, st.checking_timeouts

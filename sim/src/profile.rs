@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use icepact::reference_agent::AgentKind;
+use icepact::AgentRestart;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Serialize, Serializer};
@@ -364,6 +365,9 @@ pub struct Plan {
     /// The kind of ICE agent each node runs (a node beyond the list runs pion's).
     #[serde(serialize_with = "kind_names")]
     pub agents: Vec<AgentKind>,
+    /// Which nodes restart their agents in place ([`AgentRestart::InPlace`]) rather than
+    /// closing and creating them (a node beyond the list creates).
+    pub in_place: Vec<bool>,
 }
 
 fn kind_names<S: Serializer>(kinds: &[AgentKind], s: S) -> Result<S::Ok, S::Error> {
@@ -407,12 +411,22 @@ impl Plan {
             lossy_until_ms: 0,
             episodes: Vec::new(),
             agents: Vec::new(),
+            in_place: Vec::new(),
         }
     }
 
     /// The agent kind node `n` runs.
     pub fn agent(&self, n: usize) -> AgentKind {
         self.agents.get(n).copied().unwrap_or(AgentKind::Pion)
+    }
+
+    /// How node `n` replaces its agents when a session restarts.
+    pub fn agent_restart(&self, n: usize) -> AgentRestart {
+        if self.in_place.get(n).copied().unwrap_or(false) {
+            AgentRestart::InPlace
+        } else {
+            AgentRestart::Recreate
+        }
     }
 
     /// The fault kinds this plan contains ([`FaultKind::None`] alone if it has none).
@@ -549,11 +563,13 @@ impl Plan {
         let agents = (0..peers)
             .map(|_| AgentKind::ALL[r(AgentKind::ALL.len() as u64) as usize])
             .collect();
+        let in_place = (0..peers).map(|_| r(2) == 1).collect();
         Plan {
             lossy_until_ms,
             profile,
             episodes,
             agents,
+            in_place,
         }
     }
 }
@@ -578,6 +594,7 @@ impl fmt::Display for Plan {
             p.late_ms
         )?;
         writeln!(f, "agents: {:?}", self.agents)?;
+        writeln!(f, "restart in place: {:?}", self.in_place)?;
         for e in &self.episodes {
             writeln!(f, "  {e:?}")?;
         }

@@ -146,6 +146,7 @@ fn add(into: &mut Stats, s: &Stats) {
     into.catch_ups += s.catch_ups;
     into.checking_timeouts += s.checking_timeouts;
     into.ignored += s.ignored;
+    into.in_place_restarts += s.in_place_restarts;
     for (a, b) in into.agents.iter_mut().zip(s.agents) {
         *a += b;
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use icepact::invariants::Invariant;
 use icepact::RestartPolicy;
-use icepact_models::{Budgets, CheckOptions, Engine, Outcome, VerdictRow};
+use icepact_models::{AgentKind, AgentRestart, Budgets, CheckOptions, Engine, Outcome, VerdictRow};
 
 use crate::sweep::{sweep, Summary};
 use crate::world::SimConfig;
@@ -51,7 +51,8 @@ pub struct Verdict {
 }
 
 /// The model-checking part of the verification run: the default 2-peer configuration (a crash
-/// with any floor, an agent failure of either kind, a lost report) and replays after a crash
+/// with any floor, an agent failure of either kind, a lost report), the same with agents
+/// restarted in place (str0m's agent), and replays after a crash
 /// exhaustively (DFS, 2 threads), 3 peers with a crash exhaustively (partial-order reduction),
 /// and seed 001's policy under the replay budgets breadth-first with a time box (it finishes
 /// exhaustively in seconds; BFS counterexamples are shortest).
@@ -60,6 +61,11 @@ pub fn model_suite(seconds: u64, deep: bool) -> Vec<CheckOptions> {
     let two = CheckOptions::default();
     let mut suite = vec![
         two.clone(),
+        CheckOptions {
+            agent: AgentKind::Str0m,
+            agent_restart: AgentRestart::InPlace,
+            ..two.clone()
+        },
         CheckOptions {
             budgets: Budgets::TWO_PEERS_REPLAY,
             ..two.clone()
@@ -136,6 +142,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             if seed_policy { "seed" } else { "epoch" },
             if replay_config {
                 " replay"
+            } else if opts.agent_restart == AgentRestart::InPlace {
+                " in-place"
             } else if opts.budgets == Budgets::TWO_PEERS_ALL {
                 " all faults"
             } else {

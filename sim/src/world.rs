@@ -160,6 +160,8 @@ pub struct Stats {
     pub ignored: u64,
     /// Agents created, by kind (in the order of `AgentKind::ALL`).
     pub agents: [u64; 4],
+    /// Agents restarted in place (rule AGENT_RESTART) instead of closed and created again.
+    pub in_place_restarts: u64,
 }
 
 /// The fixed base instant of virtual time zero.
@@ -484,6 +486,8 @@ impl World {
         self.note(|| format!("node {n} starts with epoch floor {epoch_floor} (previous {old})"));
         self.nodes[n].first_epoch = epoch_floor;
         let kind = self.plan.agent(n);
+        let mut core = self.cfg.core;
+        core.agent_restart = self.plan.agent_restart(n);
         let count = self.nodes.len();
         let local = self.nodes[n].key;
         let mut slots = Vec::with_capacity(count);
@@ -494,7 +498,7 @@ impl World {
             }
             let seed = self.rng.next_u64();
             let peer = Peer::new(
-                self.cfg.core,
+                core,
                 local,
                 self.nodes[r].key,
                 epoch_floor,
@@ -865,10 +869,16 @@ impl World {
         let now = self.now;
         let gen = self.nodes[n].gen;
         let mut created = false;
+        let restart = matches!(cmd, AgentCommand::Restart { .. });
         let mut connect = None;
         match &cmd {
             AgentCommand::Create {
                 agent, credentials, ..
+            }
+            | AgentCommand::Restart {
+                new: agent,
+                credentials,
+                ..
             } => {
                 self.creds_owner.insert(credentials.clone(), (n, agent.0));
                 created = true;
@@ -888,11 +898,16 @@ impl World {
             .agent
             .handle_command(cmd, |c| owner.get(c).map(|&(_, epoch)| epoch));
         if created {
+            // A new agent, or one restarted in place: either way its pairs are new.
             slot.link = Link {
                 started: now,
                 last_rx: now,
                 broken: false,
             };
+        }
+        if restart {
+            self.outcome.stats.in_place_restarts += 1;
+        } else if created {
             let kind = slot.agent.kind();
             let i = AgentKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
             self.outcome.stats.agents[i] += 1;

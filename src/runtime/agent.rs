@@ -31,6 +31,18 @@ pub trait Agent: Send + 'static {
     fn connect(&mut self, now: Instant, remote: &Credentials);
     /// `EndOfRemoteCandidates`.
     fn end_of_remote_candidates(&mut self) {}
+    /// `Restart`: an in-place ICE restart (RFC 8445 §9), sent only when the node's
+    /// [`Config::agent_restart`](crate::Config::agent_restart) is
+    /// [`AgentRestart::InPlace`](crate::AgentRestart::InPlace). Take the new local credentials,
+    /// forget the remote credentials, remote candidates and every pair, keep the sockets; a
+    /// `Gather` follows, then `Connect` as for a new agent. From now on report only about the
+    /// new credentials. Keep tagging inputs with the [`AgentInbound`] the agent was created
+    /// with. Return false if the agent cannot restart in place (the default): the node then
+    /// drops it and creates a new one.
+    fn restart(&mut self, now: Instant, credentials: &Credentials) -> bool {
+        let _ = (now, credentials);
+        false
+    }
     /// `ReportState`: report the current connectivity state once more (repeats are ignored).
     fn report_state(&mut self);
     /// The next report for the core.
@@ -161,6 +173,10 @@ impl Agent for UdpAgent {
     }
     fn connect(&mut self, now: Instant, remote: &Credentials) {
         self.0.connect(now, remote);
+    }
+    fn restart(&mut self, _now: Instant, credentials: &Credentials) -> bool {
+        self.0.restart(credentials);
+        true
     }
     fn report_state(&mut self) {
         self.0.report_again();

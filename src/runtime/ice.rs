@@ -194,6 +194,31 @@ impl IceSession {
         self.events.push_back(AgentEvent::GatheringDone);
     }
 
+    /// `Restart` in place (str0m's `ice_restart`): new local credentials, the remote side and
+    /// every pair forgotten, the sockets kept; the next `Gather` offers them again. An agent
+    /// that was past Checking reports Checking at once, as the reference agent's kinds do;
+    /// after that it reports as a new agent would.
+    pub fn restart(&mut self, credentials: &Credentials) {
+        self.agent.ice_restart(
+            IceCreds {
+                ufrag: credentials.ufrag.to_string(),
+                pass: credentials.pwd.to_string(),
+            },
+            false,
+        );
+        // The restart's own events (IceRestart, Checking) describe no pair of the new
+        // credentials; what the core hears is decided here.
+        while self.agent.poll_event().is_some() {}
+        if !matches!(self.reported, Reported::Nothing | Reported::Checking) {
+            self.events.push_back(AgentEvent::Checking);
+        }
+        self.reported = Reported::Nothing;
+        self.started = false;
+        self.nominated = None;
+        self.verified.clear();
+        self.early.clear();
+    }
+
     /// `AddRemoteCandidate`: UDP candidates go to the agent; others are not supported.
     pub fn add_remote_candidate(&mut self, c: &Candidate) {
         if c.transport != Transport::Udp {

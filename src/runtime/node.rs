@@ -18,7 +18,8 @@ use super::Error;
 use crate::wire::SecretKey;
 use crate::{
     AgentCommand, AgentEvent, AgentId, Config, ConnectionState, Endpoint, EndpointConfig,
-    EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Seed, SessionRef,
+    EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Role, Seed,
+    SessionRef,
 };
 
 /// Most passes over the agents in one drive before yielding (each pass makes progress; this
@@ -457,13 +458,17 @@ async fn publisher<B: Backend>(
 /// session's log span.
 struct Slot<A> {
     agent: Option<(AgentId, Made<A>)>,
+    /// Our ICE role towards this remote (fixed for the pair; kept for an agent that cannot
+    /// restart in place and is created again).
+    role: Option<Role>,
     span: Span,
 }
 
 /// What became of the agent the core created.
 enum Made<A> {
-    /// The factory made it.
-    Running(A),
+    /// The factory made it. Its I/O tags inputs with the id it was created with, which an
+    /// in-place restart does not change.
+    Running(A, AgentId),
     /// The factory could not make it (no socket): it answers `Gather` with GatheringDone alone
     /// (these reports, fed like a running agent's), so the core's gathering timeout applies.
     Broken(VecDeque<AgentEvent>),
@@ -473,6 +478,7 @@ impl<A: Agent> Slot<A> {
     fn new(local: PublicKey, remote: PublicKey) -> Slot<A> {
         Slot {
             agent: None,
+            role: None,
             span: info_span!("peer", local = ?local, remote = ?remote),
         }
     }
@@ -480,7 +486,7 @@ impl<A: Agent> Slot<A> {
     /// The live agent, if the factory made it.
     fn running(&self) -> Option<&A> {
         match self.agent.as_ref() {
-            Some((_, Made::Running(a))) => Some(a),
+            Some((_, Made::Running(a, _))) => Some(a),
             _ => None,
         }
     }
@@ -488,7 +494,7 @@ impl<A: Agent> Slot<A> {
     /// The live agent, if the factory made it.
     fn running_mut(&mut self) -> Option<&mut A> {
         match self.agent.as_mut() {
-            Some((_, Made::Running(a))) => Some(a),
+            Some((_, Made::Running(a, _))) => Some(a),
             _ => None,
         }
     }
@@ -497,7 +503,7 @@ impl<A: Agent> Slot<A> {
     fn next_event(&mut self) -> Option<(AgentId, AgentEvent)> {
         let (id, made) = self.agent.as_mut()?;
         let event = match made {
-            Made::Running(a) => a.poll_event(),
+            Made::Running(a, _) => a.poll_event(),
             Made::Broken(pending) => pending.pop_front(),
         };
         event.map(|e| (*id, e))
@@ -734,7 +740,10 @@ impl<F: AgentFactory> Driver<F> {
             return;
         };
         let _span = slot.span.clone().entered();
-        let Some((_, Made::Running(agent))) = slot.agent.as_mut().filter(|(live, _)| *live == id)
+        let Some((_, Made::Running(agent, _))) = slot
+            .agent
+            .as_mut()
+            .filter(|(_, made)| matches!(made, Made::Running(_, born) if *born == id))
         else {
             return;
         };
@@ -750,13 +759,33 @@ impl<F: AgentFactory> Driver<F> {
         };
         let _span = slot.span.clone().entered();
         debug!(?command, "agent command");
-        if let AgentCommand::Create {
-            agent: id,
-            credentials,
-            role,
-        } = command
-        {
+        let create = match &command {
+            AgentCommand::Create {
+                agent,
+                credentials,
+                role,
+            } => Some((*agent, credentials.clone(), *role)),
+            AgentCommand::Restart {
+                agent,
+                new,
+                credentials,
+            } => {
+                // Rule AGENT_RESTART: the live agent restarts in place if it can; one that
+                // cannot (or could not be made) is replaced by a new one.
+                let live = slot.agent.as_mut().filter(|(id, _)| id == agent);
+                if let Some((id, Made::Running(a, _))) = live {
+                    if a.restart(now, credentials) {
+                        *id = *new;
+                        return;
+                    }
+                }
+                slot.role.map(|role| (*new, credentials.clone(), role))
+            }
+            _ => None,
+        };
+        if let Some((id, credentials, role)) = create {
             slot.agent = None;
+            slot.role = Some(role);
             let params = AgentParams {
                 agent: id,
                 remote,
@@ -765,7 +794,7 @@ impl<F: AgentFactory> Driver<F> {
                 inbound: AgentInbound::new(remote, id, self.inbound.clone()),
             };
             match self.factory.create(params) {
-                Ok(agent) => slot.agent = Some((id, Made::Running(agent))),
+                Ok(agent) => slot.agent = Some((id, Made::Running(agent, id))),
                 Err(e) => {
                     warn!(bind_ip = %self.ctx.bind_ip, error = %e, "cannot create the ICE agent");
                     slot.agent = Some((id, Made::Broken(VecDeque::new())));
@@ -789,7 +818,7 @@ impl<F: AgentFactory> Driver<F> {
             return;
         }
         let agent = match made {
-            Made::Running(agent) => agent,
+            Made::Running(agent, _) => agent,
             Made::Broken(pending) => {
                 if matches!(command, AgentCommand::Gather { agent: id } if id == live) {
                     pending.push_back(AgentEvent::GatheringDone);

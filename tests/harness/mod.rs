@@ -187,6 +187,11 @@ impl Pair {
         match &cmd {
             AgentCommand::Create {
                 agent, credentials, ..
+            }
+            | AgentCommand::Restart {
+                new: agent,
+                credentials,
+                ..
             } => {
                 self.creds.insert(credentials.clone(), (is_a, agent.0));
             }
