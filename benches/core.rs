@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
-use icepact::{AgentEvent, Candidate, Config, Description, Output, Peer, PublicKey, Seed};
+use icepact::{
+    AgentEvent, Candidate, Config, Description, Output, Peer, PeerSetup, PublicKey, Seed,
+};
 
 /// B bound to A's session (and confirmed), plus A's newest description.
 fn bound_pair() -> (Peer, Description, Instant) {
@@ -11,19 +13,23 @@ fn bound_pair() -> (Peer, Description, Instant) {
     let (ka, kb) = (PublicKey([1; 32]), PublicKey([2; 32]));
     let mut a = Peer::new(
         Config::default(),
-        ka,
-        kb,
-        1,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: ka,
+            remote: kb,
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(1),
+        },
         now,
     )
     .unwrap();
     let mut b = Peer::new(
         Config::default(),
-        kb,
-        ka,
-        1,
-        Seed::insecure_from_u64(2),
+        PeerSetup {
+            local: kb,
+            remote: ka,
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(2),
+        },
         now,
     )
     .unwrap();
@@ -95,10 +101,12 @@ fn benches(c: &mut Criterion) {
     // A re-send timer firing on an Idle peer (jittered back-off, description queued).
     let idle = Peer::new(
         Config::default(),
-        PublicKey([1; 32]),
-        PublicKey([2; 32]),
-        1,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: PublicKey([1; 32]),
+            remote: PublicKey([2; 32]),
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(1),
+        },
         now,
     )
     .unwrap();

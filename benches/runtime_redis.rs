@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use icepact::runtime::{Backend, BackendEvent, Node, NodeConfig, RedisBackend};
-use icepact::wire::{Channel, SecretKey};
+use icepact::wire::{Channel, Nonce, SecretKey};
 use icepact::{Credentials, Description, SessionRef};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -74,7 +74,7 @@ async fn throughput(url: &str, rng: &mut ChaCha20Rng) -> (usize, Duration) {
     };
     let channel = Channel::new(&sa, kb).unwrap();
     let envelopes: Vec<Vec<u8>> = (0..MESSAGES)
-        .map(|_| channel.seal(&d, rng).unwrap())
+        .map(|_| channel.seal(&d, Nonce::random(rng)).unwrap())
         .collect();
     let start = Instant::now();
     let publish = async {

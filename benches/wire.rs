@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
     let b_from_a = Channel::new(&b, a.public_key()).unwrap();
     let d = typical();
     let nonce = Nonce([7; 24]);
-    let envelope = a_to_b.seal_with_nonce(&d, nonce).unwrap();
+    let envelope = a_to_b.seal(&d, nonce).unwrap();
     let plaintext = Body {
         sender: a.public_key(),
         recipient: b.public_key(),
@@ -99,7 +99,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("wire");
     g.bench_function("seal_encode", |bench| {
-        bench.iter(|| a_to_b.seal_with_nonce(black_box(&d), nonce).unwrap())
+        bench.iter(|| a_to_b.seal(black_box(&d), nonce).unwrap())
     });
     g.bench_function("raw_seal", |bench| {
         bench.iter(|| {
@@ -162,7 +162,7 @@ fn run_loop(spec: &str) {
     let b_from_a = Channel::new(&b, a.public_key()).unwrap();
     let d = typical();
     let nonce = Nonce([7; 24]);
-    let envelope = a_to_b.seal_with_nonce(&d, nonce).unwrap();
+    let envelope = a_to_b.seal(&d, nonce).unwrap();
     let body = Body {
         sender: a.public_key(),
         recipient: b.public_key(),
@@ -177,7 +177,7 @@ fn run_loop(spec: &str) {
     let sealed = raw.encrypt(raw_nonce, plaintext.as_slice()).unwrap();
     for _ in 0..n {
         match op {
-            "seal_encode" => drop(black_box(a_to_b.seal_with_nonce(black_box(&d), nonce))),
+            "seal_encode" => drop(black_box(a_to_b.seal(black_box(&d), nonce))),
             "open_decode" => drop(black_box(b_from_a.open(black_box(&envelope)))),
             "raw_seal" => drop(black_box(
                 raw.encrypt(raw_nonce, black_box(plaintext.as_slice())),

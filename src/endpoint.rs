@@ -11,9 +11,9 @@ use crate::config::Config;
 use crate::error::{Disposition, Error};
 use crate::guard::{nonce_of, InboundLimits, PeerStats, RateLimiter, ReplayCache};
 use crate::keys::PublicKey;
-use crate::peer::{Event, Output, Peer};
+use crate::peer::{Event, Output, Peer, PeerSetup};
 use crate::rng::Seed;
-use crate::wire::{self, Channel, Header, Limits, SecretKey};
+use crate::wire::{self, Channel, Header, Limits, Nonce, SecretKey};
 
 /// Configuration of an [`Endpoint`]: the configuration of every session and the limits on what
 /// each remote may send. Start from [`EndpointConfig::default`] and set the fields you need.
@@ -192,10 +192,12 @@ impl Endpoint {
         let seed = Seed::from_rng(&mut self.rng);
         let peer = Peer::new(
             self.config.peer,
-            self.local,
-            remote,
-            self.next_floor,
-            seed,
+            PeerSetup {
+                local: self.local,
+                remote,
+                epoch_floor: self.next_floor,
+                seed,
+            },
             now,
         )?;
         self.sessions.insert(
@@ -362,7 +364,7 @@ impl Endpoint {
         };
         while let Some(out) = session.peer.poll_output() {
             let out = match out {
-                Output::Send(d) => match session.channel.seal(&d, &mut self.rng) {
+                Output::Send(d) => match session.channel.seal(&d, Nonce::random(&mut self.rng)) {
                     Ok(envelope) => {
                         session.stats.sent += 1;
                         EndpointOutput::Transmit {

@@ -11,14 +11,15 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use icepact::{AgentCommand, Config, ConnectionState, Output, Peer, PublicKey, Seed};
+//! use icepact::{AgentCommand, Config, ConnectionState, Output, Peer, PeerSetup, PublicKey, Seed};
 //!
 //! let now = Instant::now();
 //! let (a_key, b_key) = (PublicKey([1; 32]), PublicKey([2; 32]));
 //! // Seeds are secret: draw them from the OS (`Seed::from_rng(&mut OsRng)`) in production.
 //! let (seed_a, seed_b) = (Seed::from_bytes([7; 32]), Seed::from_bytes([8; 32]));
-//! let mut a = Peer::new(Config::default(), a_key, b_key, 1, seed_a, now)?;
-//! let mut b = Peer::new(Config::default(), b_key, a_key, 1, seed_b, now)?;
+//! let setup = |local, remote, seed| PeerSetup { local, remote, epoch_floor: 1, seed };
+//! let mut a = Peer::new(Config::default(), setup(a_key, b_key, seed_a), now)?;
+//! let mut b = Peer::new(Config::default(), setup(b_key, a_key, seed_b), now)?;
 //!
 //! // Drain A: it created an agent and wants its first description sent to B.
 //! let mut to_b = Vec::new();
@@ -93,7 +94,11 @@ pub use endpoint::{Endpoint, EndpointConfig, EndpointError, EndpointOutput, Refu
 pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
 pub use guard::{InboundLimits, PeerStats};
 pub use keys::{KeyParseError, PublicKey, Role};
-pub use peer::{Event, Output, Peer, RestartCause};
+pub use peer::{Event, Output, Peer, PeerSetup, RestartCause};
+/// The `rand_core` version of [`Seed::from_rng`], [`wire::Nonce::random`] and
+/// [`wire::SecretKey::generate`]; each also has a constructor from bytes and one from the
+/// operating system's generator, so no caller depends on this version.
+pub use rand_core;
 pub use rng::{OsRandomError, Seed};
 pub use rules::RestartPolicy;
 /// The string type of credentials and candidate foundations: cloned without allocation (short

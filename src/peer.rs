@@ -245,26 +245,37 @@ struct Timers {
     poll: Option<Instant>,
 }
 
+/// Who a [`Peer`] is and where its sessions start, by name: the arguments of [`Peer::new`]
+/// that would be easy to swap as positional ones (two keys, a number and a seed).
+#[derive(Clone, Debug)]
+pub struct PeerSetup {
+    /// Our public key.
+    pub local: PublicKey,
+    /// The remote peer's public key.
+    pub remote: PublicKey,
+    /// The first session epoch. It must exceed every epoch this local key has used before, also
+    /// in earlier runs of the process (rule EPOCH_ORDER), for example the Unix time in
+    /// microseconds at start-up, or a persisted counter. If it does not (the clock stepped back,
+    /// a snapshot was restored), the remote's replies tell, and the peer moves its epoch above
+    /// on its own (rule EPOCH_CATCH_UP): one extra restart, no outage.
+    pub epoch_floor: u64,
+    /// Seeds the peer's random stream (ICE credentials and back-off jitter): secret and fresh
+    /// for every peer and process (see [`Seed`]).
+    pub seed: Seed,
+}
+
 impl Peer {
-    /// Creates the peer for the session with `remote_key`, creates the first agent and queues the
-    /// first description.
-    ///
-    /// `epoch_floor` is the first session epoch. It must exceed every epoch this local key has
-    /// used before, also in earlier runs of the process (rule EPOCH_ORDER), for example the Unix
-    /// time in microseconds at start-up, or a persisted counter. If it does not (the clock
-    /// stepped back, a snapshot was restored), the remote's replies tell, and the peer moves its
-    /// epoch above on its own (rule EPOCH_CATCH_UP): one extra restart, no outage. A floor
-    /// within 2^32 of `u64::MAX` is [`Error::EpochFloorTooHigh`]. `seed` seeds the peer's random
-    /// stream (credentials and jitter): it must be secret and fresh for every peer and process
-    /// (see [`Seed`]).
-    pub fn new(
-        config: Config,
-        local_key: PublicKey,
-        remote_key: PublicKey,
-        epoch_floor: u64,
-        seed: Seed,
-        now: Instant,
-    ) -> Result<Peer, Error> {
+    /// Creates the peer for the session of `setup.local` with `setup.remote`, creates the first
+    /// agent and queues the first description (see [`PeerSetup`] for what each field must be).
+    /// Equal keys are [`Error::EqualKeys`]; a floor within 2^32 of `u64::MAX` is
+    /// [`Error::EpochFloorTooHigh`].
+    pub fn new(config: Config, setup: PeerSetup, now: Instant) -> Result<Peer, Error> {
+        let PeerSetup {
+            local: local_key,
+            remote: remote_key,
+            epoch_floor,
+            seed,
+        } = setup;
         let role = Role::from_keys(&local_key, &remote_key).ok_or(Error::EqualKeys)?;
         if epoch_floor >= EPOCH_CEILING {
             return Err(Error::EpochFloorTooHigh(epoch_floor));

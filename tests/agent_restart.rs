@@ -6,7 +6,9 @@ mod harness;
 
 use harness::{Pair, A_KEY, B_KEY};
 use icepact::reference_agent::AgentKind;
-use icepact::{AgentCommand, AgentEvent, AgentId, AgentRestart, Config, Output, Peer, Seed};
+use icepact::{
+    AgentCommand, AgentEvent, AgentId, AgentRestart, Config, Output, Peer, PeerSetup, Seed,
+};
 
 fn config(mode: AgentRestart) -> Config {
     let mut config = Config::default();
@@ -71,10 +73,12 @@ fn an_agent_that_reported_closed_is_created_again() {
     let now = harness::base();
     let mut peer = Peer::new(
         config(AgentRestart::InPlace),
-        A_KEY,
-        B_KEY,
-        100,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: A_KEY,
+            remote: B_KEY,
+            epoch_floor: 100,
+            seed: Seed::insecure_from_u64(1),
+        },
         now,
     )
     .unwrap();

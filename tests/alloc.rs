@@ -4,7 +4,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use icepact::{Config, Disposition, IgnoreReason, Output, Peer, PublicKey, Seed};
+use icepact::{Config, Disposition, IgnoreReason, Output, Peer, PeerSetup, PublicKey, Seed};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -28,19 +28,23 @@ fn stale_description_path_does_not_allocate() {
     let (ka, kb) = (PublicKey([1; 32]), PublicKey([2; 32]));
     let mut a = Peer::new(
         Config::default(),
-        ka,
-        kb,
-        1,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: ka,
+            remote: kb,
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(1),
+        },
         now,
     )
     .unwrap();
     let mut b = Peer::new(
         Config::default(),
-        kb,
-        ka,
-        1,
-        Seed::insecure_from_u64(2),
+        PeerSetup {
+            local: kb,
+            remote: ka,
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(2),
+        },
         now,
     )
     .unwrap();

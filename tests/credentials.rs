@@ -5,17 +5,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use icepact::{Config, Peer, PublicKey, Seed, PWD_LEN, UFRAG_LEN};
+use icepact::{Config, Peer, PeerSetup, PublicKey, Seed, PWD_LEN, UFRAG_LEN};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 fn credentials(seed: Seed) -> (String, String) {
     let peer = Peer::new(
         Config::default(),
-        PublicKey([1; 32]),
-        PublicKey([2; 32]),
-        1,
-        seed,
+        PeerSetup {
+            local: PublicKey([1; 32]),
+            remote: PublicKey([2; 32]),
+            epoch_floor: 1,
+            seed,
+        },
         Instant::now(),
     )
     .unwrap();

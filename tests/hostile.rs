@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use icepact::state::is_edge;
 use icepact::strategies::{schedule, Step};
-use icepact::{Config, Event, Output, Peer, PublicKey, Seed};
+use icepact::{Config, Event, Output, Peer, PeerSetup, PublicKey, Seed};
 use proptest::prelude::*;
 
 proptest! {
@@ -19,7 +19,7 @@ proptest! {
     fn arbitrary_schedules_never_break_the_peer(steps in schedule(40), local_smaller in any::<bool>()) {
         let (l, r) = if local_smaller { ([1; 32], [2; 32]) } else { ([2; 32], [1; 32]) };
         let mut now = Instant::now();
-        let mut peer = Peer::new(Config::default(), PublicKey(l), PublicKey(r), 3, Seed::insecure_from_u64(5), now).unwrap();
+        let mut peer = Peer::new(Config::default(), PeerSetup { local: PublicKey(l), remote: PublicKey(r), epoch_floor: 3, seed: Seed::insecure_from_u64(5) }, now).unwrap();
         let mut given = now;
         for step in steps {
             let before = peer.clone();

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use harness::{Pair, A_KEY, B_KEY};
 use icepact::reference_agent::AgentKind;
 use icepact::{
-    AgentEvent, Config, ConnectionState, Disposition, Error, Event, IgnoreReason, Peer, Report,
-    RestartCause, Seed,
+    AgentEvent, Config, ConnectionState, Disposition, Error, Event, IgnoreReason, Peer, PeerSetup,
+    Report, RestartCause, Seed,
 };
 
 use ConnectionState::*;
@@ -23,10 +23,12 @@ fn crash_b(p: &mut Pair, floor: u64, seed: u64) {
     let now = p.now;
     let fresh = Peer::new(
         Config::default(),
-        B_KEY,
-        A_KEY,
-        floor,
-        Seed::insecure_from_u64(seed),
+        PeerSetup {
+            local: B_KEY,
+            remote: A_KEY,
+            epoch_floor: floor,
+            seed: Seed::insecure_from_u64(seed),
+        },
         now,
     )
     .unwrap();
@@ -350,19 +352,23 @@ fn an_instant_at_the_end_of_its_range_never_panics() {
         let now = instant_max() - Duration::from_millis(back);
         let mut a = Peer::new(
             Config::default(),
-            A_KEY,
-            B_KEY,
-            1,
-            Seed::insecure_from_u64(1),
+            PeerSetup {
+                local: A_KEY,
+                remote: B_KEY,
+                epoch_floor: 1,
+                seed: Seed::insecure_from_u64(1),
+            },
             now,
         )
         .unwrap();
         let mut b = Peer::new(
             Config::default(),
-            B_KEY,
-            A_KEY,
-            1,
-            Seed::insecure_from_u64(2),
+            PeerSetup {
+                local: B_KEY,
+                remote: A_KEY,
+                epoch_floor: 1,
+                seed: Seed::insecure_from_u64(2),
+            },
             now,
         )
         .unwrap();
@@ -414,10 +420,12 @@ fn two_live_processes_with_one_key_back_off_their_catch_ups() {
     assert!(p.run_until_connected(1_000));
     let mut b2 = Peer::new(
         Config::default(),
-        B_KEY,
-        A_KEY,
-        50,
-        Seed::insecure_from_u64(9),
+        PeerSetup {
+            local: B_KEY,
+            remote: A_KEY,
+            epoch_floor: 50,
+            seed: Seed::insecure_from_u64(9),
+        },
         p.now,
     )
     .unwrap();
@@ -494,10 +502,12 @@ fn a_floor_at_the_end_of_the_range_is_refused() {
         assert_eq!(
             Peer::new(
                 Config::default(),
-                A_KEY,
-                B_KEY,
-                floor,
-                Seed::insecure_from_u64(1),
+                PeerSetup {
+                    local: A_KEY,
+                    remote: B_KEY,
+                    epoch_floor: floor,
+                    seed: Seed::insecure_from_u64(1)
+                },
                 now
             ),
             Err(Error::EpochFloorTooHigh(floor))
@@ -505,10 +515,12 @@ fn a_floor_at_the_end_of_the_range_is_refused() {
     }
     assert!(Peer::new(
         Config::default(),
-        A_KEY,
-        B_KEY,
-        u64::MAX - (1 << 32) - 1,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: A_KEY,
+            remote: B_KEY,
+            epoch_floor: u64::MAX - (1 << 32) - 1,
+            seed: Seed::insecure_from_u64(1)
+        },
         now
     )
     .is_ok());

@@ -197,10 +197,12 @@ fn crashed_peer_without_memory_is_accepted_and_both_converge() {
     p.now = now;
     let fresh = icepact::Peer::new(
         Config::default(),
-        harness::B_KEY,
-        harness::A_KEY,
-        10_000,
-        icepact::Seed::insecure_from_u64(99),
+        icepact::PeerSetup {
+            local: harness::B_KEY,
+            remote: harness::A_KEY,
+            epoch_floor: 10_000,
+            seed: icepact::Seed::insecure_from_u64(99),
+        },
         now,
     )
     .unwrap();
@@ -453,10 +455,12 @@ fn after_close_no_agent_is_ever_created() {
 fn equal_keys_are_rejected() {
     let err = icepact::Peer::new(
         Config::default(),
-        harness::A_KEY,
-        harness::A_KEY,
-        1,
-        icepact::Seed::insecure_from_u64(1),
+        icepact::PeerSetup {
+            local: harness::A_KEY,
+            remote: harness::A_KEY,
+            epoch_floor: 1,
+            seed: icepact::Seed::insecure_from_u64(1),
+        },
         std::time::Instant::now(),
     )
     .unwrap_err();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use icepact::runtime::{channel_name, Node, RedisBackend};
-use icepact::wire::Channel;
+use icepact::wire::{Channel, Nonce};
 use icepact::{Credentials, Description, SessionRef};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -98,7 +98,7 @@ async fn hostile_envelopes_change_nothing_and_are_counted() {
     };
     let mut forged = Channel::new(&c, ka)
         .unwrap()
-        .seal(&d, &mut ChaCha20Rng::from_os_rng())
+        .seal(&d, Nonce::random(&mut ChaCha20Rng::from_os_rng()))
         .unwrap();
     assert_eq!(&forged[..2], &[0x0a, 0x20], "sender is the first field");
     forged[2..34].copy_from_slice(&kb.0);
@@ -106,7 +106,7 @@ async fn hostile_envelopes_change_nothing_and_are_counted() {
     // Unknown sender: C's envelope as it is.
     let from_c = Channel::new(&c, ka)
         .unwrap()
-        .seal(&d, &mut ChaCha20Rng::from_os_rng())
+        .seal(&d, Nonce::random(&mut ChaCha20Rng::from_os_rng()))
         .unwrap();
     inject(&mut conn, &a_channel, &from_c).await;
     // Replayed: B's latest envelope (its nonce is in A's cache).
@@ -199,12 +199,12 @@ async fn flood_from_a_peer_is_rate_limited_and_oversized_envelopes_refused() {
         inject(
             &mut conn,
             &channel_name(&ka),
-            &channel.seal(&d, &mut rng).unwrap(),
+            &channel.seal(&d, Nonce::random(&mut rng)).unwrap(),
         )
         .await;
     }
     // Over 2048 bytes but under the wire limit: attributed to B, refused before opening.
-    let mut big = channel.seal(&d, &mut rng).unwrap();
+    let mut big = channel.seal(&d, Nonce::random(&mut rng)).unwrap();
     big.extend_from_slice(&[0x7a, 0x80, 0x20]); // unknown field 15, 4096 bytes
     big.extend(std::iter::repeat_n(0u8, 4096));
     inject(&mut conn, &channel_name(&ka), &big).await;

@@ -14,7 +14,7 @@ use icepact::wire::{
 };
 use icepact::{
     Candidate, CandidateKind, Config, Credentials, Description, Disposition, IgnoreReason, Output,
-    Peer, PublicKey, Seed, SessionRef, Transport,
+    Peer, PeerSetup, PublicKey, Seed, SessionRef, Transport,
 };
 use prost::Message as _;
 use rand_chacha::ChaCha20Rng;
@@ -166,7 +166,7 @@ fn golden_inputs() -> (SecretKey, SecretKey, Nonce, Description) {
 fn golden_envelope_v1_is_stable() {
     let (a, b, nonce, d) = golden_inputs();
     let a_to_b = Channel::new(&a, b.public_key()).unwrap();
-    let envelope = a_to_b.seal_with_nonce(&d, nonce).unwrap();
+    let envelope = a_to_b.seal(&d, nonce).unwrap();
     let body = Body {
         sender: a.public_key(),
         recipient: b.public_key(),
@@ -267,7 +267,7 @@ fn body_proto(from: &Channel, d: &Description) -> proto::SessionDescription {
 fn reflected_envelope_is_rejected() {
     let t = trio();
     let a_b = Channel::new(&t.a, t.b.public_key()).unwrap();
-    let envelope = a_b.seal_with_nonce(&description(), Nonce([1; 24])).unwrap();
+    let envelope = a_b.seal(&description(), Nonce([1; 24])).unwrap();
     // The backend swaps sender and recipient and hands A its own message.
     let mut e = envelope_proto(&envelope);
     std::mem::swap(&mut e.sender, &mut e.recipient);
@@ -286,7 +286,7 @@ fn re_addressed_envelope_is_rejected() {
     let b_a = Channel::new(&t.b, t.a.public_key()).unwrap();
     let c_a = Channel::new(&t.c, t.a.public_key()).unwrap();
     let b_c = Channel::new(&t.b, t.c.public_key()).unwrap();
-    let envelope = a_b.seal_with_nonce(&description(), Nonce([2; 24])).unwrap();
+    let envelope = a_b.seal(&description(), Nonce([2; 24])).unwrap();
     assert!(b_a.open(&envelope).is_ok());
 
     // Recipient rewritten to C: B sees it is not addressed to it; C cannot open it.
@@ -327,7 +327,7 @@ fn drain_sealed(p: &mut Peer, ch: &Channel, rng: &mut ChaCha20Rng) -> Vec<Vec<u8
     let mut out = Vec::new();
     while let Some(o) = p.poll_output() {
         if let Output::Send(d) = o {
-            out.push(ch.seal(&d, rng).unwrap());
+            out.push(ch.seal(&d, Nonce::random(rng)).unwrap());
         }
     }
     out
@@ -343,19 +343,23 @@ fn replayed_envelope_is_ignored_by_the_peer() {
     let now = Instant::now();
     let mut a = Peer::new(
         Config::default(),
-        pa,
-        pb,
-        10,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: pa,
+            remote: pb,
+            epoch_floor: 10,
+            seed: Seed::insecure_from_u64(1),
+        },
         now,
     )
     .unwrap();
     let mut b = Peer::new(
         Config::default(),
-        pb,
-        pa,
-        20,
-        Seed::insecure_from_u64(2),
+        PeerSetup {
+            local: pb,
+            remote: pa,
+            epoch_floor: 20,
+            seed: Seed::insecure_from_u64(2),
+        },
         now,
     )
     .unwrap();
@@ -425,19 +429,23 @@ fn bound_b() -> (Peer, &'static Channel, &'static Channel, Instant) {
     let now = Instant::now();
     let mut a = Peer::new(
         Config::default(),
-        pa,
-        pb,
-        10,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: pa,
+            remote: pb,
+            epoch_floor: 10,
+            seed: Seed::insecure_from_u64(1),
+        },
         now,
     )
     .unwrap();
     let mut b = Peer::new(
         Config::default(),
-        pb,
-        pa,
-        20,
-        Seed::insecure_from_u64(2),
+        PeerSetup {
+            local: pb,
+            remote: pa,
+            epoch_floor: 20,
+            seed: Seed::insecure_from_u64(2),
+        },
         now,
     )
     .unwrap();
@@ -468,7 +476,7 @@ fn with_body(edit: impl FnOnce(&mut proto::SessionDescription)) -> Vec<u8> {
 /// A valid A→B envelope with its outer protobuf edited.
 fn with_envelope(edit: impl FnOnce(&mut proto::Envelope)) -> Vec<u8> {
     let (_, _, a_b, _) = bound_b();
-    let e = a_b.seal_with_nonce(&description(), Nonce([5; 24])).unwrap();
+    let e = a_b.seal(&description(), Nonce([5; 24])).unwrap();
     let mut p = envelope_proto(&e);
     edit(&mut p);
     p.encode_to_vec()
@@ -494,7 +502,7 @@ fn oversized_envelope_is_refused_before_decoding() {
             max_candidates: 32,
         });
     assert!(matches!(
-        small.seal_with_nonce(&description(), Nonce([0; 24])),
+        small.seal(&description(), Nonce([0; 24])),
         Err(Error::TooLarge { max: 100, .. })
     ));
 }
@@ -658,10 +666,12 @@ fn peer_with_other_keys_is_refused() {
     let (_, b_a, _, now) = bound_b();
     let mut other = Peer::new(
         Config::default(),
-        b_a.local_key(),
-        PublicKey([0x77; 32]),
-        1,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: b_a.local_key(),
+            remote: PublicKey([0x77; 32]),
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(1),
+        },
         now,
     )
     .unwrap();
@@ -678,7 +688,7 @@ fn seal_refuses_what_the_receiver_would_reject() {
     let mut d = description();
     d.candidates = vec![d.candidates[0].clone(); 33];
     assert_eq!(
-        a_b.seal_with_nonce(&d, Nonce([0; 24])),
+        a_b.seal(&d, Nonce([0; 24])),
         Err(Error::Body(BodyError::TooManyCandidates {
             count: 33,
             max: 32
@@ -687,19 +697,19 @@ fn seal_refuses_what_the_receiver_would_reject() {
     let mut d = description();
     d.candidates[1].priority = 1 << 31;
     assert_eq!(
-        a_b.seal_with_nonce(&d, Nonce([0; 24])),
+        a_b.seal(&d, Nonce([0; 24])),
         Err(candidate_error(1, CandidateError::Priority(1 << 31)))
     );
     let mut d = description();
     d.candidates[0].component = 0;
     assert_eq!(
-        a_b.seal_with_nonce(&d, Nonce([0; 24])),
+        a_b.seal(&d, Nonce([0; 24])),
         Err(candidate_error(0, CandidateError::Component(0)))
     );
     let mut d = description();
     d.credentials.pwd = Default::default();
     assert!(matches!(
-        a_b.seal_with_nonce(&d, Nonce([0; 24])),
+        a_b.seal(&d, Nonce([0; 24])),
         Err(Error::Body(BodyError::CredentialLength {
             field: "pwd",
             ..
@@ -710,7 +720,7 @@ fn seal_refuses_what_the_receiver_would_reject() {
 #[test]
 fn header_peek_reads_the_addressing() {
     let (_, b_a, a_b, _) = bound_b();
-    let e = a_b.seal_with_nonce(&description(), Nonce([0; 24])).unwrap();
+    let e = a_b.seal(&description(), Nonce([0; 24])).unwrap();
     assert_eq!(
         Header::peek(&e, &Limits::default()).unwrap(),
         Header {
@@ -733,6 +743,6 @@ fn ipv6_and_tcp_candidates_round_trip() {
         component: 256,
         related: None,
     });
-    let e = a_b.seal_with_nonce(&d, Nonce([0; 24])).unwrap();
+    let e = a_b.seal(&d, Nonce([0; 24])).unwrap();
     assert_eq!(b_a.open(&e).unwrap(), d);
 }

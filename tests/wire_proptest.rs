@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use icepact::strategies;
-use icepact::wire::{proto, Body, Channel, Limits, SecretKey};
-use icepact::{Config, Description, Peer, Seed};
+use icepact::wire::{proto, Body, Channel, Limits, Nonce, SecretKey};
+use icepact::{Config, Description, Peer, PeerSetup, Seed};
 use proptest::prelude::*;
 use prost::Message as _;
 use rand_chacha::ChaCha20Rng;
@@ -57,7 +57,7 @@ fn sealed() -> impl Strategy<Value = (Description, Vec<u8>)> {
     (wire_description(), any::<u64>()).prop_map(|(d, seed)| {
         let e = channels()
             .0
-            .seal(&d, &mut ChaCha20Rng::seed_from_u64(seed))
+            .seal(&d, Nonce::random(&mut ChaCha20Rng::seed_from_u64(seed)))
             .unwrap();
         (d, e)
     })
@@ -118,7 +118,7 @@ proptest! {
     ) {
         let (a_b, b_a) = channels();
         let now = Instant::now();
-        let mut peer = Peer::new(Config::default(), b_a.local_key(), a_b.local_key(), 1, Seed::insecure_from_u64(1), now).unwrap();
+        let mut peer = Peer::new(Config::default(), PeerSetup { local: b_a.local_key(), remote: a_b.local_key(), epoch_floor: 1, seed: Seed::insecure_from_u64(1) }, now).unwrap();
         let mut e = envelope;
         for (at, byte) in edits {
             let i = at.index(e.len());

@@ -39,8 +39,8 @@ use icepact::invariants;
 use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, AgentEvent, AgentRestart, Candidate, Config, ConnectionState, Credentials,
-    Description, Disposition, Error, Event, IgnoreReason, Output, Peer, PublicKey, RestartCause,
-    RestartPolicy, Seed,
+    Description, Disposition, Error, Event, IgnoreReason, Output, Peer, PeerSetup, PublicKey,
+    RestartCause, RestartPolicy, Seed,
 };
 use stateright::{Model, Property};
 
@@ -578,10 +578,12 @@ impl IceModel {
         let (local, remote) = (self.node_of(e), self.node_of(e ^ 1));
         Peer::new(
             self.config,
-            self.keys[local],
-            self.keys[remote],
-            floor,
-            Seed::insecure_from_u64(Self::seed(e, crashes)),
+            PeerSetup {
+                local: self.keys[local],
+                remote: self.keys[remote],
+                epoch_floor: floor,
+                seed: Seed::insecure_from_u64(Self::seed(e, crashes)),
+            },
             now,
         )
     }

@@ -6,7 +6,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
-use icepact::{AgentEvent, Candidate, Config, Description, Output, Peer, PublicKey, Seed};
+use icepact::{
+    AgentEvent, Candidate, Config, Description, Output, Peer, PeerSetup, PublicKey, Seed,
+};
 
 /// Optional sealing of every message on the wire (the crypto-on figure).
 pub trait Seal {
@@ -50,19 +52,23 @@ pub fn ping_pong(rounds: u64, mut sealer: Option<&mut dyn Seal>) -> PingPong {
         .unwrap_or((PublicKey([1; 32]), PublicKey([2; 32])));
     let mut a = Peer::new(
         Config::default(),
-        ka,
-        kb,
-        1,
-        Seed::insecure_from_u64(1),
+        PeerSetup {
+            local: ka,
+            remote: kb,
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(1),
+        },
         base,
     )
     .expect("distinct keys");
     let mut b = Peer::new(
         Config::default(),
-        kb,
-        ka,
-        1,
-        Seed::insecure_from_u64(2),
+        PeerSetup {
+            local: kb,
+            remote: ka,
+            epoch_floor: 1,
+            seed: Seed::insecure_from_u64(2),
+        },
         base,
     )
     .expect("distinct keys");
@@ -204,7 +210,7 @@ impl Seal for WireSeal {
 
     fn seal(&mut self, from_a: bool, d: &Description) -> Vec<u8> {
         let ch = if from_a { &self.a_to_b } else { &self.b_to_a };
-        ch.seal(d, &mut self.rng)
+        ch.seal(d, icepact::wire::Nonce::random(&mut self.rng))
             .expect("the core's own descriptions are within the wire limits")
     }
 

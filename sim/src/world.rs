@@ -21,7 +21,7 @@ use icepact::invariants::{self, Invariant, Violation};
 use icepact::reference_agent::{AgentKind, ContractBreach, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, AgentEvent, AgentId, Config, Credentials, Description, Disposition, Event,
-    Output, Peer, PublicKey, RestartCause, RestartPolicy, Seed,
+    Output, Peer, PeerSetup, PublicKey, RestartCause, RestartPolicy, Seed,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -499,10 +499,12 @@ impl World {
             let seed = self.rng.next_u64();
             let peer = Peer::new(
                 core,
-                local,
-                self.nodes[r].key,
-                epoch_floor,
-                Seed::insecure_from_u64(seed),
+                PeerSetup {
+                    local,
+                    remote: self.nodes[r].key,
+                    epoch_floor,
+                    seed: Seed::insecure_from_u64(seed),
+                },
                 now,
             )
             .expect("node keys are distinct");

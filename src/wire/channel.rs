@@ -21,12 +21,22 @@ pub const TAG_LEN: usize = 16;
 pub const NONCE_LEN: usize = 24;
 
 /// A 24-byte `crypto_box` nonce. It must never repeat for the same pair of keys: take it from a
-/// cryptographic RNG ([`Nonce::random`]).
+/// cryptographic RNG ([`Nonce::from_os_rng`], [`Nonce::random`], or 24 bytes of your own
+/// generator).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Nonce(pub [u8; NONCE_LEN]);
 
 impl Nonce {
-    /// A nonce drawn from `rng` (the crate reads no global RNG).
+    /// A nonce from the operating system's random generator (`getrandom`).
+    pub fn from_os_rng() -> Result<Nonce, crate::OsRandomError> {
+        let seed = crate::Seed::from_os_rng()?.to_bytes();
+        let mut n = [0; NONCE_LEN];
+        n.copy_from_slice(&seed[..NONCE_LEN]);
+        Ok(Nonce(n))
+    }
+
+    /// A nonce drawn from `rng`, a generator of the [`rand_core`](crate::rand_core) version
+    /// this crate re-exports (the crate reads no global RNG).
     pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Nonce {
         let mut n = [0; NONCE_LEN];
         rng.fill_bytes(&mut n);
@@ -235,23 +245,13 @@ impl Channel {
         &self.limits
     }
 
-    /// Seals `description` for the remote with a nonce from `rng`: the encoded envelope.
-    pub fn seal<R: CryptoRng + ?Sized>(
-        &self,
-        description: &Description,
-        rng: &mut R,
-    ) -> Result<Vec<u8>, Error> {
-        self.seal_with_nonce(description, Nonce::random(rng))
-    }
-
-    /// Seals `description` with the given nonce, which must never repeat for this pair of keys.
+    /// Seals `description` for the remote under `nonce`, which must never repeat for this pair
+    /// of keys: take it from [`Nonce::from_os_rng`], from [`Nonce::random`] with a
+    /// cryptographic generator, or write 24 random bytes from any generator into
+    /// [`Nonce`] yourself. Returns the encoded envelope.
     ///
     /// Refuses a description that the remote (with the same limits) would reject.
-    pub fn seal_with_nonce(
-        &self,
-        description: &Description,
-        nonce: Nonce,
-    ) -> Result<Vec<u8>, Error> {
+    pub fn seal(&self, description: &Description, nonce: Nonce) -> Result<Vec<u8>, Error> {
         // The body is written first, after room for the longest header; the header is then
         // written right before it and the unused room cut off.
         const ROOM: usize = 2 * (2 + 32) + 2 * (1 + 10) + TAG_LEN;

@@ -23,7 +23,7 @@
 //!     seen: None,
 //! };
 //! // Use `seal` with a cryptographic RNG in real code; the nonce must never repeat.
-//! let envelope = a_to_b.seal_with_nonce(&d, Nonce([9; 24]))?;
+//! let envelope = a_to_b.seal(&d, Nonce([9; 24]))?;
 //! assert_eq!(b_from_a.open(&envelope)?, d);
 //!
 //! // The same envelope bounced back to A with the keys swapped opens under the same box key,

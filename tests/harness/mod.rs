@@ -16,7 +16,7 @@ use icepact::invariants;
 use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, AgentId, Candidate, Config, ConnectionState, Credentials, Description, Event,
-    Output, Peer, PublicKey, Seed, SessionRef,
+    Output, Peer, PeerSetup, PublicKey, Seed, SessionRef,
 };
 
 pub const A_KEY: PublicKey = PublicKey([1; 32]);
@@ -115,19 +115,23 @@ impl Pair {
         let now = base();
         let a = Peer::new(
             config,
-            A_KEY,
-            B_KEY,
-            100,
-            Seed::insecure_from_u64(seed_a),
+            PeerSetup {
+                local: A_KEY,
+                remote: B_KEY,
+                epoch_floor: 100,
+                seed: Seed::insecure_from_u64(seed_a),
+            },
             now,
         )
         .unwrap();
         let b = Peer::new(
             config,
-            B_KEY,
-            A_KEY,
-            100,
-            Seed::insecure_from_u64(seed_b),
+            PeerSetup {
+                local: B_KEY,
+                remote: A_KEY,
+                epoch_floor: 100,
+                seed: Seed::insecure_from_u64(seed_b),
+            },
             now,
         )
         .unwrap();
