@@ -188,7 +188,7 @@ impl Endpoint {
             max_envelope_len: self.config.limits.max_envelope_len,
             max_candidates: self.config.peer.max_candidates,
         };
-        let channel = Channel::new(&self.secret, remote)?.with_limits(limits);
+        let channel = Channel::between(&self.secret, self.local, remote)?.with_limits(limits);
         let seed = Seed::from_rng(&mut self.rng);
         let peer = Peer::new(
             self.config.peer,

@@ -275,7 +275,7 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         s.threads
     );
     println!(
-        "faults injected: {} drops, {} duplicates, {} partitioned messages ({} partitions), {} replays, {} crashes ({} with a floor not above the old epochs), {} agent faults, {} lost agent reports, {} quirks, {} reports stamped early, {} restart requests",
+        "faults injected: {} drops, {} duplicates, {} partitioned messages ({} partitions), {} replays, {} crashes ({} with a floor not above the old epochs), {} agent faults, {} lost agent reports, {} quirks, {} reports stamped early, {} restart requests, {} peers removed and added again",
         st.dropped,
         st.duplicated,
         st.partitioned,
@@ -287,7 +287,8 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         st.lost_events,
         st.quirks,
         st.late_reports,
-        st.restart_requests
+        st.restart_requests,
+        st.leaves
     );
     let kinds: Vec<String> = AgentKind::ALL
         .iter()
@@ -300,8 +301,14 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         st.in_place_restarts
     );
     println!(
-        "messages: {} sent, {} delivered, {} ignored as stale/duplicate; {} session restarts ({} epoch catch-ups, {} checking timeouts)",
-        st.sent, st.delivered, st.ignored, st.restarts, st.catch_ups, st.checking_timeouts
+        "messages: {} sent, {} delivered, {} refused by the endpoint (replayed, duplicated, unknown sender, rate limited), {} ignored as stale/duplicate; {} session restarts ({} epoch catch-ups, {} checking timeouts)",
+        st.sent,
+        st.delivered,
+        st.refused,
+        st.ignored,
+        st.restarts,
+        st.catch_ups,
+        st.checking_timeouts
     );
     println!(
         "violations: {}; converged after heal: {}/{} ({:.2} %)",

@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use icepact::reference_agent::AgentKind;
-use icepact::AgentRestart;
+use icepact::{AgentRestart, Config};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Serialize, Serializer};
@@ -45,6 +45,8 @@ pub struct Profile {
     /// (another thread's clock reading; rule LATE_INPUT). 0: stamped on time. Applies to the
     /// whole run.
     pub late_ms: u64,
+    /// Peers removed from a node's endpoint and added again later.
+    pub leaves: u32,
 }
 
 impl Profile {
@@ -62,6 +64,7 @@ impl Profile {
             lost_events: 0,
             quirks: 0,
             late_ms: 0,
+            leaves: 0,
         }
     }
 }
@@ -213,6 +216,19 @@ pub enum Episode {
         /// Remote.
         remote: usize,
     },
+    /// `node` removes `remote` from its endpoint (`Endpoint::remove_peer`: its session and
+    /// agent end, its envelopes are refused) and adds it again `away_ms` later, as a mesh
+    /// member that leaves and rejoins; `remote` keeps its session all along.
+    Leave {
+        /// When.
+        at_ms: u64,
+        /// Node.
+        node: usize,
+        /// The remote it removes.
+        remote: usize,
+        /// How long until it is added again.
+        away_ms: u64,
+    },
 }
 
 impl Episode {
@@ -225,7 +241,8 @@ impl Episode {
             | Episode::LoseEvent { at_ms, .. }
             | Episode::Replay { at_ms, .. }
             | Episode::Restart { at_ms, .. }
-            | Episode::Quirk { at_ms, .. } => at_ms,
+            | Episode::Quirk { at_ms, .. }
+            | Episode::Leave { at_ms, .. } => at_ms,
         }
     }
 
@@ -235,6 +252,7 @@ impl Episode {
         match *self {
             Episode::Partition { at_ms, for_ms, .. } => at_ms + for_ms,
             Episode::Crash { at_ms, down_ms, .. } => at_ms + down_ms,
+            Episode::Leave { at_ms, away_ms, .. } => at_ms + away_ms,
             Episode::AgentFault {
                 at_ms, within_ms, ..
             }
@@ -262,6 +280,7 @@ impl Episode {
             Episode::Replay { .. } => FaultKind::Replay,
             Episode::Restart { .. } => FaultKind::RestartRequest,
             Episode::Quirk { .. } => FaultKind::Quirk,
+            Episode::Leave { .. } => FaultKind::Leave,
         }
     }
 }
@@ -299,13 +318,15 @@ pub enum FaultKind {
     LateEvents,
     /// An agent quirk.
     Quirk,
+    /// A node removes a peer and adds it again later.
+    Leave,
     /// No fault at all.
     None,
 }
 
 impl FaultKind {
     /// Every kind, in table order.
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::CrashFloorZero,
         FaultKind::CrashFloorBelow,
         FaultKind::CrashFloorEqual,
@@ -321,6 +342,7 @@ impl FaultKind {
         FaultKind::Lossy,
         FaultKind::LateEvents,
         FaultKind::Quirk,
+        FaultKind::Leave,
         FaultKind::None,
     ];
 
@@ -342,6 +364,7 @@ impl FaultKind {
             FaultKind::Lossy => "drop/dup/reorder",
             FaultKind::LateEvents => "late-events",
             FaultKind::Quirk => "quirk",
+            FaultKind::Leave => "peer-leave",
             FaultKind::None => "none",
         }
     }
@@ -386,12 +409,20 @@ impl Plan {
         Duration::from_millis(end.max(self.lossy_until_ms))
     }
 
-    /// When an episode of this plan is over. A replay is over when the backend has delivered
+    /// When an episode of this plan is over. An empty gathering is over when the core's
+    /// gathering timeout (default) has noticed it. A replay is over when the backend has delivered
     /// what it replays: 20 ms at most, plus the jitter if it happens while the network is
     /// lossy. (Replayed envelopes of a process whose successor started below its epochs are
     /// news to the remote, rule EPOCH_CATCH_UP; they are the fault, not its aftermath.)
     pub fn end_ms(&self, e: &Episode) -> u64 {
         match *e {
+            // A gathering that finds nothing is over when the core gives up on it, a gathering
+            // timeout after it struck (rule GATHERING_TIMEOUT; the next agent gathers
+            // normally): that restart, and the remote following it, are the fault itself.
+            Episode::AgentFault {
+                kind: AgentFaultKind::NoCandidates,
+                ..
+            } => e.end_ms() + Config::default().gathering_timeout.as_millis() as u64,
             Episode::Replay { at_ms, .. } => {
                 let jitter = if at_ms < self.lossy_until_ms {
                     self.profile.jitter_ms
@@ -466,6 +497,7 @@ impl Plan {
             quirks: if on(&mut r) { 1 + r(4) as u32 } else { 0 },
             // "A few ms": up to 5 ms, the lag of a callback thread's clock reading.
             late_ms: if on(&mut r) { 1 + r(5) } else { 0 },
+            leaves: if on(&mut r) { 1 + r(2) as u32 } else { 0 },
         };
         const WINDOW: u64 = 120_000;
         /// How long an agent fault or a loss waits at most for the phase or report it needs.
@@ -557,6 +589,15 @@ impl Plan {
                 remote,
             });
         }
+        for _ in 0..profile.leaves {
+            let (node, remote) = pair(&mut r);
+            episodes.push(Episode::Leave {
+                at_ms: r(WINDOW),
+                node,
+                remote,
+                away_ms: r(60_000),
+            });
+        }
         episodes.sort();
         let lossy = profile.drop_permille > 0 || profile.dup_permille > 0 || profile.jitter_ms > 0;
         let lossy_until_ms = if lossy { 10_000 + r(WINDOW) } else { 0 };
@@ -579,7 +620,7 @@ impl fmt::Display for Plan {
         let p = &self.profile;
         writeln!(
             f,
-            "profile: drop {}‰, dup {}‰, jitter {} ms (until {} ms), partitions {}, crashes {}, agent faults {}, replays {}, restarts {}, lost events {}, quirks {}, late reports {} ms",
+            "profile: drop {}‰, dup {}‰, jitter {} ms (until {} ms), partitions {}, crashes {}, agent faults {}, replays {}, restarts {}, lost events {}, quirks {}, late reports {} ms, leaves {}",
             p.drop_permille,
             p.dup_permille,
             p.jitter_ms,
@@ -591,7 +632,8 @@ impl fmt::Display for Plan {
             p.restarts,
             p.lost_events,
             p.quirks,
-            p.late_ms
+            p.late_ms,
+            p.leaves
         )?;
         writeln!(f, "agents: {:?}", self.agents)?;
         writeln!(f, "restart in place: {:?}", self.in_place)?;

@@ -146,6 +146,8 @@ fn add(into: &mut Stats, s: &Stats) {
     into.catch_ups += s.catch_ups;
     into.checking_timeouts += s.checking_timeouts;
     into.ignored += s.ignored;
+    into.refused += s.refused;
+    into.leaves += s.leaves;
     into.in_place_restarts += s.in_place_restarts;
     for (a, b) in into.agents.iter_mut().zip(s.agents) {
         *a += b;

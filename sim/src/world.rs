@@ -1,4 +1,5 @@
-//! The discrete-event world: nodes running real `icepact::Peer`s, a signaling backend, the
+//! The discrete-event world: nodes running real `icepact::Endpoint`s (a `Peer` per remote,
+//! sealed envelopes, the endpoint's inbound checks), a signaling backend, the
 //! reference ICE agent (`icepact::reference_agent`) with connectivity checks over a simulated
 //! data network, and the fault plan.
 //!
@@ -19,9 +20,11 @@ use std::time::{Duration, Instant};
 
 use icepact::invariants::{self, Invariant, Violation};
 use icepact::reference_agent::{AgentKind, ContractBreach, Phase, ReferenceAgent};
+use icepact::wire::{Channel, SecretKey};
 use icepact::{
-    AgentCommand, AgentEvent, AgentId, Config, Credentials, Description, Disposition, Event,
-    Output, Peer, PeerSetup, PublicKey, RestartCause, RestartPolicy, Seed,
+    AgentCommand, AgentEvent, AgentId, Config, Credentials, Description, Disposition, Endpoint,
+    EndpointConfig, EndpointError, EndpointOutput, Event, Peer, PublicKey, Refusal, RestartCause,
+    RestartPolicy, Seed,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -156,12 +159,36 @@ pub struct Stats {
     pub catch_ups: u64,
     /// Restarts by rule CHECKING_TIMEOUT.
     pub checking_timeouts: u64,
+    /// Peers removed from an endpoint (and added again later).
+    pub leaves: u64,
+    /// Envelopes the recipient's endpoint refused (a replayed or duplicated nonce, a sender
+    /// that is not a peer any more, the rate limit).
+    pub refused: u64,
     /// Descriptions ignored as stale or duplicate.
     pub ignored: u64,
     /// Agents created, by kind (in the order of `AgentKind::ALL`).
     pub agents: [u64; 4],
     /// Agents restarted in place (rule AGENT_RESTART) instead of closed and created again.
     pub in_place_restarts: u64,
+}
+
+/// Key pairs the runs draw their nodes' keys from (more than the largest mesh).
+const KEY_POOL: usize = 1024;
+
+/// The key pool, generated once per process from a fixed seed.
+fn key_pool() -> &'static [(PublicKey, SecretKey)] {
+    static POOL: OnceLock<Vec<(PublicKey, SecretKey)>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut rng = ChaCha8Rng::seed_from_u64(0x6b65_7973);
+        let mut pool: BTreeMap<PublicKey, SecretKey> = BTreeMap::new();
+        while pool.len() < KEY_POOL {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            let secret = SecretKey::from_bytes(k);
+            pool.insert(secret.public_key(), secret);
+        }
+        pool.into_iter().collect()
+    })
 }
 
 /// The fixed base instant of virtual time zero.
@@ -175,11 +202,10 @@ enum Ev {
     Signal {
         from: usize,
         to: usize,
-        d: Box<Description>,
+        envelope: Vec<u8>,
     },
     Wake {
         node: usize,
-        remote: usize,
         gen: u32,
     },
     AgentEvent {
@@ -211,6 +237,11 @@ enum Ev {
     Recover {
         node: usize,
         floor: CrashFloor,
+    },
+    Rejoin {
+        node: usize,
+        remote: usize,
+        gen: u32,
     },
 }
 
@@ -248,11 +279,11 @@ struct Link {
     broken: bool,
 }
 
+/// The environment's side of one session of a node: the agent and its data path. The session
+/// itself (the `Peer`) lives in the node's endpoint.
 struct Slot {
-    peer: Peer,
     agent: ReferenceAgent,
     link: Link,
-    wake: Option<Duration>,
     /// When the latest connectivity report was scheduled: reports reach the peer in the order
     /// the agent gave them.
     report_at: Duration,
@@ -260,6 +291,11 @@ struct Slot {
 
 struct Node {
     key: PublicKey,
+    secret: SecretKey,
+    /// The process's endpoint (none while the node is down).
+    endpoint: Option<Endpoint>,
+    /// When the endpoint's earliest timer is due (the armed wake-up).
+    wake: Option<Duration>,
     up: bool,
     /// Incarnation: bumped at every crash, so that what the dead process had in flight (agent
     /// reports, ticks, wake-ups) dies with it.
@@ -305,7 +341,9 @@ pub struct World {
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     nodes: Vec<Node>,
-    history: Vec<(usize, usize, Description)>,
+    history: Vec<(usize, usize, Vec<u8>)>,
+    /// Node index by public key (the endpoint names remotes by key).
+    index: BTreeMap<PublicKey, usize>,
     blocked: BTreeMap<(usize, usize), u32>,
     creds_owner: BTreeMap<Credentials, (usize, u64)>,
     armed: Vec<Armed>,
@@ -322,22 +360,28 @@ impl World {
     pub fn new(cfg: SimConfig, seed: u64, plan: Plan) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let lag_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a7e_0000_0000_0000);
-        let mut keys = BTreeSet::new();
-        while keys.len() < cfg.peers {
-            let mut k = [0u8; 32];
-            rng.fill_bytes(&mut k);
-            keys.insert(k);
+        // Distinct keys from a fixed pool (deriving a public key is a scalar multiplication,
+        // the most expensive step of a short run), in an order drawn from the seed.
+        let pool = key_pool();
+        let mut picked = BTreeSet::new();
+        while picked.len() < cfg.peers.min(pool.len()) {
+            picked.insert((rng.next_u64() % pool.len() as u64) as usize);
         }
+        let mut keys: Vec<(PublicKey, SecretKey)> =
+            picked.into_iter().map(|i| pool[i].clone()).collect();
         // Node order is not key order: shuffle so that node 0 is not always controlling.
-        let mut keys: Vec<[u8; 32]> = keys.into_iter().collect();
         for i in (1..keys.len()).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             keys.swap(i, j);
         }
+        let index = keys.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
         let nodes = keys
             .into_iter()
-            .map(|k| Node {
-                key: PublicKey(k),
+            .map(|(key, secret)| Node {
+                key,
+                secret,
+                endpoint: None,
+                wake: None,
                 up: true,
                 gen: 0,
                 first_epoch: 0,
@@ -355,6 +399,7 @@ impl World {
             queue: BinaryHeap::new(),
             nodes,
             history: Vec::new(),
+            index,
             blocked: BTreeMap::new(),
             creds_owner: BTreeMap::new(),
             armed: Vec::new(),
@@ -486,48 +531,49 @@ impl World {
         self.note(|| format!("node {n} starts with epoch floor {epoch_floor} (previous {old})"));
         self.nodes[n].first_epoch = epoch_floor;
         let kind = self.plan.agent(n);
-        let mut core = self.cfg.core;
-        core.agent_restart = self.plan.agent_restart(n);
+        let mut config = EndpointConfig::default();
+        config.peer = self.cfg.core;
+        config.peer.agent_restart = self.plan.agent_restart(n);
+        let seed = Seed::insecure_from_u64(self.rng.next_u64());
+        let mut endpoint = Endpoint::new(config, self.nodes[n].secret.clone(), epoch_floor, seed);
         let count = self.nodes.len();
-        let local = self.nodes[n].key;
         let mut slots = Vec::with_capacity(count);
         for r in 0..count {
-            if r == n {
-                slots.push(None);
-                continue;
-            }
-            let seed = self.rng.next_u64();
-            let peer = Peer::new(
-                core,
-                PeerSetup {
-                    local,
-                    remote: self.nodes[r].key,
-                    epoch_floor,
-                    seed: Seed::insecure_from_u64(seed),
-                },
-                now,
-            )
-            .expect("node keys are distinct");
-            slots.push(Some(Slot {
-                peer,
+            slots.push((r != n).then(|| Slot {
                 agent: ReferenceAgent::new(kind, GATHERS),
                 link: Link::default(),
-                wake: None,
                 report_at: Duration::ZERO,
             }));
+            if r != n {
+                endpoint
+                    .add_peer(now, self.nodes[r].key)
+                    .expect("node keys are distinct X25519 keys");
+            }
         }
-        self.nodes[n].slots = slots;
-        self.nodes[n].up = true;
+        let node = &mut self.nodes[n];
+        node.endpoint = Some(endpoint);
+        node.slots = slots;
+        node.wake = None;
+        node.up = true;
         for r in 0..count {
             if r != n {
                 self.unconverged.insert(pair(n, r));
-                self.drain(n, r);
-                if let (Some(a), Some(b)) = (self.slot(n, r), self.slot(r, n)) {
-                    let roles = invariants::opposite_roles(&a.peer, &b.peer);
+                if let (Some(a), Some(b)) = (self.peer(n, r), self.peer(r, n)) {
+                    let roles = invariants::opposite_roles(a, b);
                     self.check(roles);
                 }
             }
         }
+        self.drain(n);
+    }
+
+    /// The session of node `n` with node `r`, if `n` is up and has one.
+    fn peer(&self, n: usize, r: usize) -> Option<&Peer> {
+        let node = &self.nodes[n];
+        if !node.up {
+            return None;
+        }
+        node.endpoint.as_ref()?.peer(&self.nodes[r].key)
     }
 
     fn slot(&self, n: usize, r: usize) -> Option<&Slot> {
@@ -544,24 +590,19 @@ impl World {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Signal { from, to, d } => self.deliver(from, to, &d),
-            Ev::Wake { node, remote, gen } => {
-                if self.nodes[node].gen != gen {
-                    return; // the process that armed it is gone
+            Ev::Signal { from, to, envelope } => self.deliver(from, to, envelope),
+            Ev::Wake { node, gen } => {
+                if self.nodes[node].gen != gen || self.nodes[node].wake != Some(self.now) {
+                    return; // the process that armed it is gone, or a superseded wake-up
                 }
+                self.nodes[node].wake = None;
                 let now = self.instant();
-                let at = self.now;
-                let Some(slot) = self.slot_mut(node, remote) else {
-                    return;
-                };
-                if slot.wake != Some(at) {
-                    return; // superseded wake-up
+                if let Some(endpoint) = self.nodes[node].endpoint.as_mut() {
+                    endpoint
+                        .handle_timeout(now)
+                        .expect("virtual time never goes backwards");
                 }
-                slot.wake = None;
-                slot.peer
-                    .handle_timeout(now)
-                    .expect("virtual time never goes backwards");
-                self.drain(node, remote);
+                self.drain(node);
             }
             Ev::AgentEvent {
                 node,
@@ -594,6 +635,20 @@ impl World {
             Ev::Recover { node, floor } => {
                 self.note(|| format!("node {node} restarts"));
                 self.boot(node, Some(floor));
+            }
+            Ev::Rejoin { node, remote, gen } => {
+                if self.nodes[node].gen != gen {
+                    return; // the node crashed since: its new process has every peer
+                }
+                self.note(|| format!("node {node} adds {remote} again"));
+                let now = self.instant();
+                let key = self.nodes[remote].key;
+                if let Some(endpoint) = self.nodes[node].endpoint.as_mut() {
+                    // The peer may be there already (a second leave of the pair rejoined
+                    // first).
+                    let _ = endpoint.add_peer(now, key);
+                }
+                self.drain(node);
             }
         }
     }
@@ -635,15 +690,24 @@ impl World {
         Duration::from_micros(base_us + extra_us)
     }
 
+    /// What an envelope from `from` to `to` says, opened with the recipient's key (for
+    /// traces only: the simulator never needs it to run).
+    fn observe(&self, from: usize, to: usize, envelope: &[u8]) -> Option<Description> {
+        Channel::new(&self.nodes[to].secret, self.nodes[from].key)
+            .ok()?
+            .open(envelope)
+            .ok()
+    }
+
     /// The signaling backend: addressed by key, may drop, duplicate and reorder while faults
     /// last; discards for a recipient that is down; keeps only a bounded replay history.
-    fn publish(&mut self, from: usize, to: usize, d: Description) {
+    fn publish(&mut self, from: usize, to: usize, envelope: Vec<u8>) {
         self.outcome.stats.sent += 1;
         if self.history.len() == REPLAY_HISTORY {
             let i = (self.rng.next_u64() % REPLAY_HISTORY as u64) as usize;
-            self.history[i] = (from, to, d.clone());
+            self.history[i] = (from, to, envelope.clone());
         } else {
-            self.history.push((from, to, d.clone()));
+            self.history.push((from, to, envelope.clone()));
         }
         let fate = if self.is_blocked(from, to) {
             self.outcome.stats.partitioned += 1;
@@ -665,7 +729,7 @@ impl World {
                     Ev::Signal {
                         from,
                         to,
-                        d: Box::new(d.clone()),
+                        envelope: envelope.clone(),
                     },
                 );
             }
@@ -675,30 +739,40 @@ impl World {
                 "sent"
             }
         };
-        self.trace.push(
-            self.now,
-            TraceKind::Send {
-                from,
-                to,
-                epoch: d.session.epoch,
-                version: d.session.version,
-                ack: d.ack.map(|a| (a.epoch, a.version)),
-                need_reply: d.need_reply,
-                candidates: d.candidates.len(),
-                fate,
-            },
-        );
+        if self.trace.is_enabled() {
+            if let Some(d) = self.observe(from, to, &envelope) {
+                self.trace.push(
+                    self.now,
+                    TraceKind::Send {
+                        from,
+                        to,
+                        epoch: d.session.epoch,
+                        version: d.session.version,
+                        ack: d.ack.map(|a| (a.epoch, a.version)),
+                        need_reply: d.need_reply,
+                        candidates: d.candidates.len(),
+                        fate,
+                    },
+                );
+            }
+        }
     }
 
-    fn deliver(&mut self, from: usize, to: usize, d: &Description) {
+    /// The recipient's endpoint checks, opens and applies an envelope. Refusals that a correct
+    /// sender meets (a replayed or duplicated nonce, a sender that is no longer a peer, the
+    /// rate limit) are counted; any other refusal of a correct sender's envelope is a
+    /// violation.
+    fn deliver(&mut self, from: usize, to: usize, envelope: Vec<u8>) {
         let now = self.instant();
-        let Some(slot) = self.slot_mut(to, from) else {
+        let key = self.nodes[from].key;
+        let node = &mut self.nodes[to];
+        let Some(endpoint) = node.endpoint.as_mut().filter(|_| node.up) else {
             self.outcome.stats.undeliverable += 1;
             return;
         };
-        let before = slot.peer.newest_applied();
-        let result = slot.peer.handle_description(now, d);
-        let after = slot.peer.newest_applied();
+        let before = endpoint.peer(&key).and_then(Peer::newest_applied);
+        let result = endpoint.handle_envelope(now, &envelope);
+        let after = endpoint.peer(&key).and_then(Peer::newest_applied);
         self.outcome.stats.delivered += 1;
         let disposition = match &result {
             Ok(Disposition::Applied) => "applied".to_string(),
@@ -706,83 +780,103 @@ impl World {
                 self.outcome.stats.ignored += 1;
                 format!("{reason:?}")
             }
-            Err(e) => format!("error: {e}"),
+            Err(refusal) => {
+                self.outcome.stats.refused += 1;
+                format!("refused: {refusal}")
+            }
         };
-        self.trace.push(
-            self.now,
-            TraceKind::Deliver {
-                from,
-                to,
-                epoch: d.session.epoch,
-                version: d.session.version,
-                disposition,
-            },
-        );
-        if let Err(e) = result {
+        if self.trace.is_enabled() {
+            if let Some(d) = self.observe(from, to, &envelope) {
+                self.trace.push(
+                    self.now,
+                    TraceKind::Deliver {
+                        from,
+                        to,
+                        epoch: d.session.epoch,
+                        version: d.session.version,
+                        disposition,
+                    },
+                );
+            }
+        }
+        match result {
+            Ok(_) | Err(Refusal::Replayed | Refusal::UnknownSender(_) | Refusal::RateLimited) => {}
             // A correct remote never sends an invalid description; only a broken rule could.
-            self.violate(Violation {
+            Err(Refusal::Rejected(e)) => self.violate(Violation {
                 invariant: Invariant::MonotonicVersions,
                 detail: format!("a description from a correct peer was rejected: {e}"),
-            });
+            }),
+            Err(other) => self.violate(Violation {
+                invariant: Invariant::MonotonicVersions,
+                detail: format!("an envelope from a correct peer was refused: {other}"),
+            }),
         }
         self.check(invariants::monotonic_applied(before, after));
-        self.drain(to, from);
+        self.drain(to);
     }
 
-    /// Carries out everything a peer wants done, then re-arms its wake-up.
-    fn drain(&mut self, n: usize, r: usize) {
-        let mut outputs = Vec::new();
+    /// Carries out everything node `n`'s endpoint wants done, then re-arms its wake-up.
+    fn drain(&mut self, n: usize) {
         let now = self.now;
         let gen = self.nodes[n].gen;
-        let Some(slot) = self.slot_mut(n, r) else {
+        let node = &mut self.nodes[n];
+        let Some(endpoint) = node.endpoint.as_mut().filter(|_| node.up) else {
             return;
         };
-        while let Some(o) = slot.peer.poll_output() {
+        let mut outputs = Vec::new();
+        while let Some(o) = endpoint.poll_output() {
             outputs.push(o);
         }
         // After an input stamped a little early (rule LATE_INPUT) a timer may fall between the
         // peer's latest `now` and the simulator's: it is due now.
-        let wake = slot.peer.poll_timeout().map(|t| (t - base()).max(now));
-        let rearm = wake.filter(|&t| slot.wake != Some(t));
-        if let Some(t) = rearm {
-            slot.wake = Some(t);
-            self.schedule(
-                t,
-                Ev::Wake {
-                    node: n,
-                    remote: r,
-                    gen,
-                },
-            );
+        let wake = endpoint.poll_timeout().map(|t| (t - base()).max(now));
+        if let Some(t) = wake.filter(|&t| node.wake != Some(t)) {
+            node.wake = Some(t);
+            self.schedule(t, Ev::Wake { node: n, gen });
         }
+        let mut commanded = BTreeSet::new();
         for o in outputs {
             match o {
-                Output::Send(d) => self.publish(n, r, d),
-                Output::Agent(cmd) => self.agent_command(n, r, cmd),
-                Output::Event(Event::StateChanged { from, to, .. }) => {
-                    self.trace.push(
-                        self.now,
-                        TraceKind::State {
-                            node: n,
-                            remote: r,
-                            from: format!("{from}"),
-                            to: format!("{to}"),
-                        },
-                    );
-                    self.check(invariants::table_edge(from, to));
-                    self.refresh_pair(n, r);
+                EndpointOutput::Transmit { to, envelope } => {
+                    let r = self.index[&to];
+                    self.publish(n, r, envelope);
                 }
-                Output::Event(Event::Restarted { cause, .. }) => self.restarted(n, r, cause),
-                Output::Event(_) => {}
+                EndpointOutput::Agent { remote, command } => {
+                    let r = self.index[&remote];
+                    commanded.insert(r);
+                    self.agent_command(n, r, command);
+                }
+                EndpointOutput::Event { remote, event } => {
+                    let r = self.index[&remote];
+                    match event {
+                        Event::StateChanged { from, to, .. } => {
+                            self.trace.push(
+                                self.now,
+                                TraceKind::State {
+                                    node: n,
+                                    remote: r,
+                                    from: format!("{from}"),
+                                    to: format!("{to}"),
+                                },
+                            );
+                            self.check(invariants::table_edge(from, to));
+                            self.refresh_pair(n, r);
+                        }
+                        Event::Restarted { cause, .. } => self.restarted(n, r, cause),
+                        _ => {}
+                    }
+                }
                 _ => {}
             }
         }
         // Rule CANDIDATE_BINDING at the agent, once the peer's commands are carried out: every
         // remote candidate it holds belongs to the session it connects to (and it holds none
         // before it connects).
-        if let Some(slot) = self.slot(n, r) {
-            let ok = slot.agent.check_binding();
-            self.check(ok);
+        for r in commanded {
+            if let Some(slot) = self.slot(n, r) {
+                let ok = slot.agent.check_binding();
+                self.check(ok);
+            }
         }
     }
 
@@ -831,9 +925,14 @@ impl World {
                     .live()
                     .is_some_and(|a| matches!(a.phase, Phase::Connected | Phase::Completed))
         };
-        let ok = match (self.slot(n, r), self.slot(r, n)) {
-            (Some(a), Some(b)) => {
-                invariants::converged(&a.peer, &b.peer) && working(a) && working(b)
+        let ok = match (
+            self.slot(n, r),
+            self.slot(r, n),
+            self.peer(n, r),
+            self.peer(r, n),
+        ) {
+            (Some(a), Some(b), Some(pa), Some(pb)) => {
+                invariants::converged(pa, pb) && working(a) && working(b)
             }
             _ => false,
         };
@@ -1026,6 +1125,9 @@ impl World {
         }
         let now = self.now;
         self.armed.retain(|a| now <= a.until);
+        let no_local = self
+            .peer(n, r)
+            .is_some_and(|p| p.local_candidates().is_empty());
         let Some(slot) = slot_in(&mut self.nodes, n, r) else {
             return;
         };
@@ -1033,7 +1135,7 @@ impl World {
             return;
         };
         let connected = matches!(phase, Phase::Connected | Phase::Completed);
-        let gathering = slot.agent.gathering() && slot.peer.local_candidates().is_empty();
+        let gathering = slot.agent.gathering() && no_local;
         let Some(i) = self.armed.iter().position(|a| {
             a.node == n
                 && a.remote == r
@@ -1074,7 +1176,9 @@ impl World {
             return; // the process crashed, and its agent with it
         }
         let late_ms = self.plan.profile.late_ms;
-        let Some(slot) = slot_in(&mut self.nodes, n, r) else {
+        let key = self.nodes[r].key;
+        let node = &mut self.nodes[n];
+        let Some(endpoint) = node.endpoint.as_mut().filter(|_| node.up) else {
             return;
         };
         let lag = if late_ms > 0 {
@@ -1083,7 +1187,11 @@ impl World {
             Duration::ZERO
         };
         let stamp = base() + self.now.saturating_sub(lag);
-        let result = slot.peer.handle_agent_event(stamp, agent, event.clone());
+        let result = match endpoint.handle_agent_event(stamp, key, agent, event.clone()) {
+            // The session was removed (the remote left): its agent's reports go nowhere.
+            Err(EndpointError::UnknownPeer(_)) => return,
+            other => other,
+        };
         if !lag.is_zero() {
             self.outcome.stats.late_reports += 1;
             self.outcome.struck.insert(FaultKind::LateEvents);
@@ -1113,7 +1221,7 @@ impl World {
                 detail: format!("agent event {event:?} rejected: {e}"),
             });
         }
-        self.drain(n, r);
+        self.drain(n);
     }
 
     /// The data plane's clock for one agent: connectivity checks while checking, keepalives
@@ -1240,8 +1348,8 @@ impl World {
             // later, and the remote may restart in between (or a quirk may step back from
             // Completed to Connected long after): a race no signaling can prevent, so the
             // check is made here, where the connection is made.
-            if let (Some(a), Some(b)) = (self.slot(to, from), self.slot(from, to)) {
-                let ok = invariants::connected_with_current_credentials(&a.peer, &b.peer);
+            if let (Some(a), Some(b)) = (self.peer(to, from), self.peer(from, to)) {
+                let ok = invariants::connected_with_current_credentials(a, b);
                 self.check(ok);
             }
         }
@@ -1291,6 +1399,8 @@ impl World {
                 self.nodes[node].up = false;
                 self.nodes[node].gen += 1;
                 self.nodes[node].slots.clear();
+                self.nodes[node].endpoint = None;
+                self.nodes[node].wake = None;
                 for r in 0..self.nodes.len() {
                     if r != node {
                         self.unconverged.insert(pair(node, r));
@@ -1344,30 +1454,50 @@ impl World {
                         return;
                     }
                     let i = (self.rng.next_u64() % self.history.len() as u64) as usize;
-                    let (from, to, d) = self.history[i].clone();
+                    let (from, to, envelope) = self.history[i].clone();
                     self.outcome.stats.replayed += 1;
                     self.outcome.struck.insert(FaultKind::Replay);
                     let at = self.now + self.delay();
-                    self.schedule(
-                        at,
-                        Ev::Signal {
-                            from,
-                            to,
-                            d: Box::new(d),
-                        },
-                    );
+                    self.schedule(at, Ev::Signal { from, to, envelope });
                 }
+            }
+            Episode::Leave {
+                node,
+                remote,
+                away_ms,
+                ..
+            } => {
+                let now = self.instant();
+                let key = self.nodes[remote].key;
+                let n = &mut self.nodes[node];
+                let removed = n.up
+                    && n.endpoint
+                        .as_mut()
+                        .is_some_and(|e| e.remove_peer(now, key).is_ok());
+                if !removed {
+                    return;
+                }
+                self.outcome.stats.leaves += 1;
+                self.outcome.struck.insert(FaultKind::Leave);
+                self.drain(node);
+                self.unconverged.insert(pair(node, remote));
+                let gen = self.nodes[node].gen;
+                let at = self.now + Duration::from_millis(away_ms);
+                self.schedule(at, Ev::Rejoin { node, remote, gen });
             }
             Episode::Restart { node, remote, .. } => {
                 let now = self.instant();
-                let Some(slot) = self.slot_mut(node, remote) else {
-                    return;
-                };
-                if slot.peer.restart(now).is_ok() {
+                let key = self.nodes[remote].key;
+                let n = &mut self.nodes[node];
+                let restarted = n.up
+                    && n.endpoint
+                        .as_mut()
+                        .is_some_and(|e| e.restart(now, key).is_ok());
+                if restarted {
                     self.outcome.stats.restart_requests += 1;
                     self.outcome.struck.insert(FaultKind::RestartRequest);
                 }
-                self.drain(node, remote);
+                self.drain(node);
             }
         }
     }

@@ -362,3 +362,58 @@ fn failed_reports_lost_on_both_sides_while_connected_still_reconverge() {
     }
     assert!(out.violation.is_none(), "{:?}", out.violation);
 }
+
+/// Issue 10's mesh churn, through the real `Endpoint`: node 0 removes node 1 at 5 s (its
+/// session and agent end; node 1 keeps its own session, sees its agent fail and restarts it)
+/// and adds it back at 65 s. Node 1's envelopes in between are refused as from an unknown sender, node 0's new
+/// session starts above every epoch the removed one used, and the pair converges again without
+/// a violation. A 3-node mesh where one pair churns leaves the other two sessions untouched.
+#[test]
+fn a_peer_removed_and_added_again_reconverges_through_the_endpoint() {
+    let leave = |node, remote| Episode::Leave {
+        at_ms: 5_000,
+        node,
+        remote,
+        away_ms: 60_000,
+    };
+    let (out, trace) = pinned(7, [AgentKind::Str0m, AgentKind::Pion], vec![leave(0, 1)]);
+    assert_eq!(out.stats.leaves, 1);
+    assert!(out.struck.contains(&FaultKind::Leave));
+    assert!(
+        out.stats.refused > 0,
+        "node 1's re-sends were refused while it was away"
+    );
+    let epochs: Vec<u64> = trace
+        .entries()
+        .iter()
+        .filter_map(|e| match e.kind {
+            TraceKind::Send { from: 0, epoch, .. } => Some(epoch),
+            _ => None,
+        })
+        .collect();
+    let first = epochs[0];
+    let last = *epochs.last().unwrap();
+    assert!(
+        last > first,
+        "the re-added session starts above the old one"
+    );
+    // Three nodes: only the pair (0, 2) churns; (0, 1) and (1, 2) never restart.
+    let mut cfg = SimConfig::new(3, RestartPolicy::Epoch);
+    cfg.trace = true;
+    let mut plan = Plan::calm();
+    plan.episodes = vec![leave(0, 2)];
+    let (out, trace) = World::new(cfg, 11, plan).run();
+    assert!(out.violation.is_none(), "{:?}", out.violation);
+    assert!(out.converged_after.is_some());
+    let restarted = |a: usize, b: usize| {
+        trace.entries().iter().any(|e| {
+            matches!(e.kind, TraceKind::Restart { node, remote, .. }
+                if (node, remote) == (a, b) || (node, remote) == (b, a))
+        })
+    };
+    assert!(
+        !restarted(0, 1) && !restarted(1, 2),
+        "other sessions untouched"
+    );
+    assert!(restarted(0, 2), "node 2 follows node 0's new session");
+}

@@ -202,7 +202,17 @@ impl Channel {
     /// differ (libsodium multiplies by the clamped scalar, the `crypto_box` crate by it reduced
     /// modulo the group order).
     pub fn new(secret: &SecretKey, remote: PublicKey) -> Result<Channel, Error> {
-        let local = secret.public_key();
+        Self::between(secret, secret.public_key(), remote)
+    }
+
+    /// [`Channel::new`] for a caller that knows `local`, the public key of `secret` (it saves a
+    /// scalar multiplication per channel).
+    pub(crate) fn between(
+        secret: &SecretKey,
+        local: PublicKey,
+        remote: PublicKey,
+    ) -> Result<Channel, Error> {
+        debug_assert_eq!(local, secret.public_key());
         if local == remote {
             return Err(KeyError::EqualKeys.into());
         }
