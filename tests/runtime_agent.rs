@@ -95,7 +95,7 @@ impl Drop for MemAgent {
 impl Agent for MemAgent {
     type Input = Wire;
 
-    fn gather(&mut self) {
+    fn gather(&mut self, _now: Instant) {
         self.events
             .push_back(AgentEvent::LocalCandidate(Candidate::host(self.addr)));
         self.events.push_back(AgentEvent::GatheringDone);

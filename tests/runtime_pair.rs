@@ -282,3 +282,105 @@ async fn an_in_place_restart_keeps_the_socket_and_reconnects() {
         b.shutdown().await;
     }
 }
+
+/// A STUN server for the tests: answers every Binding request with an XOR-MAPPED-ADDRESS of
+/// `mapped_ip` and the sender's port (a NAT that keeps ports), counting the requests; a server
+/// with `answer == false` receives and never answers.
+async fn stun_server(
+    mapped_ip: std::net::Ipv4Addr,
+    answer: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            // A Binding request: type 0x0001, the magic cookie.
+            if n < 20 || buf[..2] != [0, 1] || buf[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+                continue;
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            if !answer {
+                continue;
+            }
+            let mut m = vec![0x01, 0x01, 0x00, 0x0c];
+            m.extend_from_slice(&buf[4..20]);
+            let port = from.port() ^ 0x2112;
+            let ip: Vec<u8> = mapped_ip
+                .octets()
+                .iter()
+                .zip([0x21, 0x12, 0xa4, 0x42])
+                .map(|(a, k)| a ^ k)
+                .collect();
+            m.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
+            m.extend_from_slice(&port.to_be_bytes());
+            m.extend_from_slice(&ip);
+            let _ = socket.send_to(&m, from).await;
+        }
+    });
+    (addr, count)
+}
+
+/// The built-in agent asks its STUN servers from every socket and offers what they answer as a
+/// server-reflexive candidate (base: the socket), next to the host candidate; a server that
+/// never answers delays nothing but the end of gathering, and the pair connects either way.
+#[tokio::test]
+async fn stun_servers_give_server_reflexive_candidates() {
+    use icepact::CandidateKind;
+    use std::sync::atomic::Ordering;
+    let nat: std::net::Ipv4Addr = "198.51.100.7".parse().unwrap();
+    let (good, asked) = stun_server(nat, true).await;
+    let (silent, asked_silent) = stun_server(nat, false).await;
+    let hub = MemoryBackend::new();
+    let (sa, sb) = two_secrets();
+    let (ka, kb) = (sa.public_key(), sb.public_key());
+    let mut config = quick_config();
+    config.stun_servers = vec![good, silent];
+    let mut a = Node::start(hub.clone(), sa, &[kb], config.clone())
+        .await
+        .unwrap();
+    let mut b = Node::start(hub.clone(), sb, &[ka], config).await.unwrap();
+    a.wait_connected(kb, CONNECT_TIMEOUT).await.expect("A");
+    b.wait_connected(ka, CONNECT_TIMEOUT).await.expect("B");
+    let status = a
+        .wait_for(CONNECT_TIMEOUT, |s| {
+            s.peers
+                .get(&kb)
+                .is_some_and(|p| p.local_candidates.len() == 2)
+        })
+        .await
+        .expect("A offers a host and a server-reflexive candidate");
+    let peer = &status.peers[&kb];
+    let host = peer
+        .local_candidates
+        .iter()
+        .find(|c| c.kind == CandidateKind::Host)
+        .expect("a host candidate");
+    let srflx = peer
+        .local_candidates
+        .iter()
+        .find(|c| c.kind == CandidateKind::ServerReflexive)
+        .expect("a server-reflexive candidate");
+    assert_eq!(
+        srflx.addr,
+        std::net::SocketAddr::new(nat.into(), host.addr.port())
+    );
+    assert_eq!(srflx.related, Some(host.addr));
+    assert!(
+        asked.load(Ordering::SeqCst) >= 2,
+        "both nodes asked the server"
+    );
+    assert!(
+        asked_silent.load(Ordering::SeqCst) >= 2,
+        "and the silent one"
+    );
+    datagram_round_trip(&mut a, &mut b).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

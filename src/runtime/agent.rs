@@ -23,8 +23,10 @@ pub trait Agent: Send + 'static {
     type Input: Send + 'static;
 
     /// `Gather`: gather local candidates, then report `GatheringDone` (also when none was
-    /// found: the core then applies its gathering timeout).
-    fn gather(&mut self);
+    /// found: the core then applies its gathering timeout). Gathering may go on after the call
+    /// returns (STUN queries): ask for [`handle_timeout`](Agent::handle_timeout) through
+    /// [`poll_timeout`](Agent::poll_timeout) meanwhile.
+    fn gather(&mut self, now: Instant);
     /// `AddRemoteCandidate`.
     fn add_remote_candidate(&mut self, candidate: &Candidate);
     /// `Connect`: start connectivity checks with the remote's credentials.
@@ -136,18 +138,29 @@ impl<I: Send + 'static> AgentInbound<I> {
 }
 
 /// The built-in agents: str0m's sans-IO ICE agent (`is`) on UDP sockets bound to `bind_ip`, or
-/// for an unspecified address one socket per local interface address.
-#[derive(Clone, Copy, Debug)]
+/// for an unspecified address one socket per local interface address. Each socket is a host
+/// candidate; each STUN server that answers from a socket adds a server-reflexive one.
+#[derive(Clone, Debug)]
 pub struct UdpAgents {
     /// The address the sockets bind to.
     pub bind_ip: IpAddr,
+    /// STUN servers asked for server-reflexive candidates (each socket asks the servers of its
+    /// address family).
+    pub stun_servers: Vec<SocketAddr>,
 }
 
 impl AgentFactory for UdpAgents {
     type Agent = UdpAgent;
 
     fn create(&mut self, p: AgentParams<UdpInput>) -> io::Result<UdpAgent> {
-        IceSession::new(&p.credentials, p.role, self.bind_ip, p.inbound).map(UdpAgent)
+        IceSession::new(
+            &p.credentials,
+            p.role,
+            self.bind_ip,
+            &self.stun_servers,
+            p.inbound,
+        )
+        .map(UdpAgent)
     }
 }
 
@@ -165,8 +178,8 @@ impl std::fmt::Debug for UdpAgent {
 impl Agent for UdpAgent {
     type Input = UdpInput;
 
-    fn gather(&mut self) {
-        self.0.gather();
+    fn gather(&mut self, now: Instant) {
+        self.0.gather(now);
     }
     fn add_remote_candidate(&mut self, candidate: &Candidate) {
         self.0.add_remote_candidate(candidate);

@@ -1,6 +1,7 @@
 //! A real ICE agent (str0m's sans-IO [`is::IceAgent`]) on UDP sockets of its own: one bound to
 //! the configured address, or, for an unspecified address (`0.0.0.0`, `::`), one per local
-//! interface address of that family, each a host candidate.
+//! interface address of that family, each a host candidate; and a server-reflexive candidate
+//! per socket and STUN server that answers (RFC 8445 §5.1.1.2).
 //!
 //! The agent does the STUN connectivity checks; this module owns the sockets, maps the core's
 //! [`AgentCommand`]s to the agent and the agent's state changes to [`AgentEvent`]s along the
@@ -10,7 +11,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use is::stun::{StunMessage, StunPacket};
 use is::{IceAgent, IceAgentEvent, IceConnectionState, IceCreds, Protocol};
@@ -18,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::agent::AgentInbound;
+use super::stun::{self, TransactionId};
 use tracing::{debug, trace};
 
 use crate::{AgentEvent, Candidate, CandidateKind, Credentials, Role, Transport};
@@ -28,6 +30,23 @@ pub const DATA_TAG: u8 = 0xff;
 const MAX_EARLY: usize = 32;
 /// Largest UDP datagram read.
 const RECV_BUF: usize = 2048;
+/// How long gathering waits for STUN servers before it is done without the silent ones.
+const STUN_TIMEOUT: Duration = Duration::from_secs(3);
+/// A Binding request is sent again this long after the previous one until answered (RFC 8489
+/// §6.2.1 starts its retransmissions at 500 ms; this one does not double, as the whole
+/// transaction lasts only `STUN_TIMEOUT`).
+const STUN_RETRANSMIT: Duration = Duration::from_millis(500);
+
+/// When to try again a Binding request the socket could not take.
+const STUN_BLOCKED_RETRY: Duration = Duration::from_millis(10);
+
+/// A Binding request to a STUN server from one socket, not answered yet.
+struct StunQuery {
+    local: SocketAddr,
+    server: SocketAddr,
+    id: TransactionId,
+    next_send: Instant,
+}
 
 /// A datagram received on one of the built-in agent's sockets.
 #[derive(Debug)]
@@ -69,6 +88,12 @@ pub(crate) struct IceSession {
     verified: BTreeSet<SocketAddr>,
     /// STUN datagrams that arrived before `Connect`, handled right after it.
     early: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// The STUN servers to ask for server-reflexive candidates.
+    stun_servers: Vec<SocketAddr>,
+    /// Binding requests of the current gathering not answered yet.
+    queries: Vec<StunQuery>,
+    /// When the current gathering is done whatever the STUN servers say.
+    gathering_until: Option<Instant>,
     /// Events for the core, fed in order by the driver.
     pub events: VecDeque<AgentEvent>,
 }
@@ -114,6 +139,7 @@ impl IceSession {
         credentials: &Credentials,
         role: Role,
         ip: IpAddr,
+        stun_servers: &[SocketAddr],
         inbound: AgentInbound<UdpInput>,
     ) -> io::Result<IceSession> {
         let mut sockets = Vec::new();
@@ -158,6 +184,9 @@ impl IceSession {
             nominated: None,
             verified: BTreeSet::new(),
             early: VecDeque::new(),
+            stun_servers: stun_servers.to_vec(),
+            queries: Vec::new(),
+            gathering_until: None,
             events: VecDeque::new(),
         })
     }
@@ -173,10 +202,12 @@ impl IceSession {
         self.nominated.map(|(_, remote)| remote)
     }
 
-    /// `Gather`: every socket's address is a host candidate; gathering is then done. An
-    /// address the agent refuses (unspecified, for instance) gives no candidate, and the core
-    /// hears only GatheringDone (rule GATHERING_TIMEOUT).
-    pub fn gather(&mut self) {
+    /// `Gather`: every socket's address is a host candidate, and every socket asks the STUN
+    /// servers of its family for its server-reflexive address. Gathering is done when every
+    /// server answered or after [`STUN_TIMEOUT`]. An address the agent refuses (unspecified,
+    /// for instance) gives no candidate; with none at all the core hears only GatheringDone
+    /// (rule GATHERING_TIMEOUT).
+    pub fn gather(&mut self, now: Instant) {
         for s in &self.sockets {
             let candidate = match is::Candidate::host(s.local, "udp") {
                 Ok(c) => c,
@@ -191,7 +222,107 @@ impl IceSession {
                 self.events.push_back(AgentEvent::LocalCandidate(c));
             }
         }
-        self.events.push_back(AgentEvent::GatheringDone);
+        self.queries.clear();
+        for s in &self.sockets {
+            for &server in &self.stun_servers {
+                if server.is_ipv4() != s.local.is_ipv4() {
+                    continue;
+                }
+                let Ok(seed) = crate::Seed::from_os_rng() else {
+                    debug!("no random transaction id: STUN skipped");
+                    continue;
+                };
+                let mut id = [0u8; 12];
+                id.copy_from_slice(&seed.to_bytes()[..12]);
+                self.queries.push(StunQuery {
+                    local: s.local,
+                    server,
+                    id,
+                    next_send: now,
+                });
+            }
+        }
+        if self.queries.is_empty() {
+            self.events.push_back(AgentEvent::GatheringDone);
+        } else {
+            self.gathering_until = now.checked_add(STUN_TIMEOUT);
+            self.send_stun(now);
+        }
+    }
+
+    /// Sends the Binding requests that are due.
+    fn send_stun(&mut self, now: Instant) {
+        for q in &mut self.queries {
+            if q.next_send > now {
+                continue;
+            }
+            let s = self
+                .sockets
+                .iter()
+                .find(|s| s.local == q.local)
+                .unwrap_or(&self.sockets[0]);
+            let sent = s
+                .socket
+                .try_send_to(&stun::binding_request(&q.id), q.server);
+            let wait = match sent {
+                Ok(_) => STUN_RETRANSMIT,
+                // A socket the reactor has not seen writable yet (just bound): soon again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => STUN_BLOCKED_RETRY,
+                Err(e) => {
+                    debug!(server = %q.server, error = %e, "STUN request not sent");
+                    STUN_RETRANSMIT
+                }
+            };
+            q.next_send = now.checked_add(wait).unwrap_or(now);
+        }
+    }
+
+    /// A STUN server's answer to one of our Binding requests: a server-reflexive candidate
+    /// with its socket's address as base (RFC 8445 §5.1.1.2). False if `data` is not one.
+    fn stun_answer(&mut self, local: SocketAddr, from: SocketAddr, data: &[u8]) -> bool {
+        let Some(id) = stun::success_id(data) else {
+            return false;
+        };
+        let Some(i) = self
+            .queries
+            .iter()
+            .position(|q| q.id == id && q.server == from && q.local == local)
+        else {
+            return false;
+        };
+        self.queries.swap_remove(i);
+        match stun::mapped_address(data).map(|mapped| {
+            (
+                mapped,
+                is::Candidate::server_reflexive(mapped, local, "udp"),
+            )
+        }) {
+            Some((mapped, Ok(candidate))) => {
+                // A mapped address equal to the base adds nothing (no NAT): the agent drops
+                // such a redundant candidate (RFC 8445 §5.1.3).
+                if let Some(added) = self.agent.add_local_candidate(candidate) {
+                    let mut c = Candidate::host(mapped);
+                    c.kind = CandidateKind::ServerReflexive;
+                    c.foundation = if mapped.is_ipv6() { "4" } else { "3" }.into();
+                    c.priority = added.prio();
+                    c.related = Some(local);
+                    self.events.push_back(AgentEvent::LocalCandidate(c));
+                }
+            }
+            other => debug!(%from, ?other, "unusable STUN answer"),
+        }
+        if self.queries.is_empty() {
+            self.gathering_done();
+        }
+        true
+    }
+
+    /// Ends the current gathering.
+    fn gathering_done(&mut self) {
+        if self.gathering_until.take().is_some() {
+            self.queries.clear();
+            self.events.push_back(AgentEvent::GatheringDone);
+        }
     }
 
     /// `Restart` in place (str0m's `ice_restart`): new local credentials, the remote side and
@@ -217,6 +348,8 @@ impl IceSession {
         self.nominated = None;
         self.verified.clear();
         self.early.clear();
+        self.queries.clear();
+        self.gathering_until = None;
     }
 
     /// `AddRemoteCandidate`: UDP candidates go to the agent; others are not supported.
@@ -260,17 +393,34 @@ impl IceSession {
         }
     }
 
-    /// When the agent wants [`handle_timeout`](IceSession::handle_timeout) (only once started:
-    /// before `Connect` it must not leave its New state).
+    /// When the session wants [`handle_timeout`](IceSession::handle_timeout): for STUN
+    /// retransmissions and the end of gathering, and for the agent once started (before
+    /// `Connect` it must not leave its New state).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        if !self.started {
-            return None;
-        }
-        self.agent.poll_timeout()
+        let stun = self
+            .queries
+            .iter()
+            .map(|q| q.next_send)
+            .chain(self.gathering_until)
+            .min();
+        let agent = if self.started {
+            self.agent.poll_timeout()
+        } else {
+            None
+        };
+        stun.into_iter().chain(agent).min()
     }
 
-    /// Advances the agent's timers.
+    /// Advances the STUN queries and the agent's timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.gathering_until.is_some_and(|t| t <= now) {
+            debug!(
+                unanswered = self.queries.len(),
+                "STUN servers did not answer in time"
+            );
+            self.gathering_done();
+        }
+        self.send_stun(now);
         if !self.started {
             return;
         }
@@ -289,6 +439,9 @@ impl IceSession {
         from: SocketAddr,
         data: &[u8],
     ) -> Option<Vec<u8>> {
+        if self.stun_answer(local, from, data) {
+            return None;
+        }
         match data.first() {
             Some(0..=3) if !self.started => {
                 if self.early.len() < MAX_EARLY {
@@ -449,5 +602,65 @@ async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, inbound: AgentInbo
         if !inbound.send(received).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentId, PublicKey};
+    use tokio::sync::mpsc;
+
+    /// A STUN server that never answers: gathering offers the host candidate at once, re-sends
+    /// the request every 500 ms, and is done after `STUN_TIMEOUT` without it (no wedge).
+    #[tokio::test]
+    async fn a_silent_stun_server_ends_gathering_after_the_timeout() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let inbound = AgentInbound::new(PublicKey([9; 32]), AgentId(1), tx);
+        let credentials = Credentials {
+            ufrag: "abcd".into(),
+            pwd: "0123456789abcdefghijkl".into(),
+        };
+        let mut session = IceSession::new(
+            &credentials,
+            Role::Controlling,
+            IpAddr::from([127, 0, 0, 1]),
+            &[silent.local_addr().unwrap()],
+            inbound,
+        )
+        .unwrap();
+        // Let the reactor see the new socket writable (before that a send would block and be
+        // tried again 10 ms later).
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = Instant::now();
+        session.gather(now);
+        let events: Vec<_> = session.events.drain(..).collect();
+        assert!(
+            matches!(events.as_slice(), [AgentEvent::LocalCandidate(c)] if c.kind == CandidateKind::Host)
+        );
+        assert_eq!(session.poll_timeout(), Some(now + STUN_RETRANSMIT));
+        session.handle_timeout(now + STUN_RETRANSMIT);
+        assert!(session.events.is_empty());
+        session.handle_timeout(now + STUN_TIMEOUT);
+        assert_eq!(
+            session.events.drain(..).collect::<Vec<_>>(),
+            [AgentEvent::GatheringDone]
+        );
+        assert_eq!(
+            session.poll_timeout(),
+            None,
+            "nothing left to wait for before Connect"
+        );
+        let mut buf = [0u8; 64];
+        silent
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let (n, _) = silent.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (n, &buf[..2]),
+            (20, &[0u8, 1][..]),
+            "a Binding request reached the server"
+        );
     }
 }

@@ -18,6 +18,7 @@ mod ice;
 mod node;
 #[cfg(feature = "redis")]
 mod redis;
+mod stun;
 
 pub use crate::guard::{InboundLimits, PeerStats};
 pub use agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgent, UdpAgents};

@@ -17,9 +17,9 @@ use super::backend::{Backend, BackendEvent, Subscription};
 use super::Error;
 use crate::wire::SecretKey;
 use crate::{
-    AgentCommand, AgentEvent, AgentId, Config, ConnectionState, Endpoint, EndpointConfig,
-    EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Role, Seed,
-    SessionRef,
+    AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Endpoint,
+    EndpointConfig, EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Role,
+    Seed, SessionRef,
 };
 
 /// Most passes over the agents in one drive before yielding (each pass makes progress; this
@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub bind_ip: IpAddr,
     /// First session epoch; `None` takes the Unix time in microseconds (rule EPOCH_ORDER).
     pub epoch_floor: Option<u64>,
+    /// STUN servers the built-in agent asks for server-reflexive candidates (none by default).
+    pub stun_servers: Vec<SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -49,6 +51,7 @@ impl Default for NodeConfig {
             limits: InboundLimits::default(),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             epoch_floor: None,
+            stun_servers: Vec::new(),
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct PeerStatus {
     pub local_addr: Option<SocketAddr>,
     /// The remote address of the selected pair.
     pub selected: Option<SocketAddr>,
+    /// The local candidates of our current session (host, and server-reflexive from STUN).
+    pub local_candidates: Vec<Candidate>,
     /// Inbound and outbound counters.
     pub stats: PeerStats,
 }
@@ -193,6 +198,7 @@ impl Node {
     ) -> Result<Node, Error> {
         let agents = UdpAgents {
             bind_ip: config.bind_ip,
+            stun_servers: config.stun_servers.clone(),
         };
         Node::start_with_agents(backend, secret, remotes, config, agents).await
     }
@@ -829,7 +835,7 @@ impl<F: AgentFactory> Driver<F> {
             }
         };
         match command {
-            AgentCommand::Gather { agent: id } if id == live => agent.gather(),
+            AgentCommand::Gather { agent: id } if id == live => agent.gather(now),
             AgentCommand::AddRemoteCandidate {
                 agent: id,
                 candidate,
@@ -865,6 +871,7 @@ impl<F: AgentFactory> Driver<F> {
                     remote_session: peer.remote_session(),
                     local_addr: agent.and_then(|a| a.local_addr()),
                     selected: agent.and_then(|a| a.selected()),
+                    local_candidates: peer.local_candidates().to_vec(),
                     stats: self.endpoint.stats(k).unwrap_or_default(),
                 };
                 (*k, status)
