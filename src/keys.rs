@@ -12,6 +12,23 @@ use base64ct::{Base64, Encoding};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PublicKey(pub [u8; 32]);
 
+impl PublicKey {
+    /// True if these bytes are the canonical encoding of an X25519 public key: the
+    /// u-coordinate below 2^255 − 19, little-endian, so bit 255 is clear (RFC 7748 §5). Other
+    /// encodings name the same key as a canonical one (implementations ignore bit 255 and
+    /// reduce modulo the prime), so code that identifies peers by key bytes would see one peer
+    /// as two; [`Channel::new`](crate::wire::Channel::new) and [`str::parse`] refuse them.
+    pub fn is_canonical(&self) -> bool {
+        let b = &self.0;
+        if b[31] & 0x80 != 0 {
+            return false;
+        }
+        // 2^255 − 19 little-endian: ed ff … ff 7f. Only u in [p, 2^255) is left to refuse.
+        let at_least_p = b[31] == 0x7f && b[1..31].iter().all(|&x| x == 0xff) && b[0] >= 0xed;
+        !at_least_p
+    }
+}
+
 /// A key string that is not 32 bytes in standard base64.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -22,6 +39,9 @@ pub enum KeyParseError {
     /// Decodes to another length than 32 bytes.
     #[error("{0} bytes, not 32")]
     Length(usize),
+    /// Not the canonical encoding of an X25519 public key (see [`PublicKey::is_canonical`]).
+    #[error("not the canonical encoding of an X25519 public key")]
+    NonCanonical,
 }
 
 /// 32 bytes from standard base64, as WireGuard keys are written.
@@ -50,7 +70,12 @@ impl FromStr for PublicKey {
     type Err = KeyParseError;
 
     fn from_str(s: &str) -> Result<PublicKey, KeyParseError> {
-        decode_key(s).map(PublicKey)
+        let key = PublicKey(decode_key(s)?);
+        if key.is_canonical() {
+            Ok(key)
+        } else {
+            Err(KeyParseError::NonCanonical)
+        }
     }
 }
 

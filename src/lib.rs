@@ -51,6 +51,7 @@
 //! is named in the code where it lives (`rules.rs`, `peer.rs`, `state.rs`).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 
 mod agent;
@@ -74,14 +75,17 @@ pub mod state;
 pub mod wire;
 
 #[cfg(feature = "proptest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proptest")))]
 pub mod strategies;
 
 // One reference model of an ICE agent for tests, model checker and simulator.
 #[cfg(feature = "reference-agent")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reference-agent")))]
 pub mod reference_agent;
 
 // Runtime adapter (tokio driver, signaling backends, UDP ICE agent): feature `tokio`.
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod runtime;
 
 pub use agent::{AgentCommand, AgentEvent, AgentId, AgentRestart};

@@ -115,3 +115,48 @@ fn secret_keys_are_generated_and_read_as_wireguard_writes_them() {
     assert!(!format!("{a:?}").contains(&text));
     assert!("too short".parse::<SecretKey>().is_err());
 }
+
+/// A public key with bit 255 set (or a u-coordinate of 2^255 − 19 or more) is the same X25519
+/// key as a canonical one under other bytes: refused when parsed and when a channel or an
+/// endpoint session is made with it, so one peer can never appear as two.
+#[test]
+fn non_canonical_public_keys_are_refused_at_the_boundary() {
+    use icepact::wire::{Channel, Error, KeyError, SecretKey};
+    use icepact::{Endpoint, EndpointConfig, EndpointError, KeyParseError};
+    let ours = SecretKey::from_bytes([3; 32]);
+    let theirs = SecretKey::from_bytes([4; 32]).public_key();
+    assert!(theirs.is_canonical());
+    let mut high = theirs;
+    high.0[31] |= 0x80;
+    // u = 2^255 − 19 + 1 (= u 1 after reduction), and 2^255 − 1.
+    let mut p_plus_1 = PublicKey([0xff; 32]);
+    p_plus_1.0[0] = 0xee;
+    p_plus_1.0[31] = 0x7f;
+    let mut max = PublicKey([0xff; 32]);
+    max.0[31] = 0x7f;
+    let mut p_minus_1 = p_plus_1;
+    p_minus_1.0[0] = 0xec;
+    assert!(p_minus_1.is_canonical());
+    for bad in [high, p_plus_1, max] {
+        assert!(!bad.is_canonical(), "{bad:?}");
+        assert_eq!(
+            bad.to_string().parse::<PublicKey>(),
+            Err(KeyParseError::NonCanonical)
+        );
+        assert!(matches!(
+            Channel::new(&ours, bad),
+            Err(Error::Key(KeyError::NonCanonical))
+        ));
+        let mut endpoint = Endpoint::new(
+            EndpointConfig::default(),
+            ours.clone(),
+            1,
+            Seed::from_bytes([5; 32]),
+        );
+        assert!(matches!(
+            endpoint.add_peer(std::time::Instant::now(), bad),
+            Err(EndpointError::Key(Error::Key(KeyError::NonCanonical)))
+        ));
+    }
+    assert_eq!(theirs.to_string().parse::<PublicKey>(), Ok(theirs));
+}

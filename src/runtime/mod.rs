@@ -26,6 +26,7 @@ pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscripti
 pub use ice::{UdpInput, DATA_TAG};
 pub use node::{Node, NodeConfig, NodeEvent, NodeHandle, NodeStatus, PeerStatus};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{
     channel_name, RedisBackend, RedisStats, CHANNEL_PREFIX, HEALTH_DEADLINE, HEALTH_INTERVAL,
 };

@@ -213,6 +213,9 @@ impl Channel {
         remote: PublicKey,
     ) -> Result<Channel, Error> {
         debug_assert_eq!(local, secret.public_key());
+        if !remote.is_canonical() {
+            return Err(KeyError::NonCanonical.into());
+        }
         if local == remote {
             return Err(KeyError::EqualKeys.into());
         }

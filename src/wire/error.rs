@@ -173,6 +173,10 @@ pub enum KeyError {
     /// Our own and the peer's public keys are equal.
     #[error("local and remote public keys are equal")]
     EqualKeys,
+    /// The peer's public key is not canonically encoded (bit 255 set, or a u-coordinate not
+    /// below 2^255 − 19): the same key as a canonical one under other bytes.
+    #[error("public key not canonically encoded")]
+    NonCanonical,
     /// The [`Peer`](crate::Peer) handed to the channel has other keys than the channel.
     #[error("the peer's keys are not the channel's")]
     PeerMismatch,
