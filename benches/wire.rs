@@ -36,6 +36,7 @@ fn typical() -> Description {
             foundation: format!("srflx{i}").into(),
             component: 1,
             related: Some("192.168.1.10:51820".parse().unwrap()),
+            tcp_type: None,
         });
     }
     candidates.push(Candidate {
@@ -46,6 +47,7 @@ fn typical() -> Description {
         foundation: "relay0".into(),
         component: 1,
         related: Some("203.0.113.9:40001".parse().unwrap()),
+        tcp_type: None,
     });
     Description {
         session: SessionRef {

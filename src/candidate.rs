@@ -26,6 +26,17 @@ pub enum Transport {
     Tcp,
 }
 
+/// The connection role of a TCP candidate (RFC 6544 §4.5, `tcptype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TcpType {
+    /// Opens outgoing connections only.
+    Active,
+    /// Accepts incoming connections only.
+    Passive,
+    /// Simultaneous open (both ends connect at once).
+    SimultaneousOpen,
+}
+
 /// An ICE candidate.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Candidate {
@@ -43,6 +54,9 @@ pub struct Candidate {
     pub component: u16,
     /// Related address (base of a reflexive candidate, or the mapped address of a relay).
     pub related: Option<SocketAddr>,
+    /// The TCP candidate's connection role (RFC 6544); `None` for UDP. A TCP candidate without
+    /// one is accepted, as sent by agents that leave cunicu's field unset.
+    pub tcp_type: Option<TcpType>,
 }
 
 impl Candidate {
@@ -57,6 +71,7 @@ impl Candidate {
             foundation: if addr.is_ipv6() { "2" } else { "1" }.into(),
             component: 1,
             related: None,
+            tcp_type: None,
         }
     }
 }

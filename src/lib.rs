@@ -90,7 +90,7 @@ pub mod runtime;
 
 pub use agent::{AgentCommand, AgentEvent, AgentId, AgentRestart};
 pub use backoff::Backoff;
-pub use candidate::{Candidate, CandidateKind, Transport};
+pub use candidate::{Candidate, CandidateKind, TcpType, Transport};
 pub use config::Config;
 pub use credentials::{Credentials, MAX_CREDENTIAL_LEN, PWD_LEN, UFRAG_LEN};
 pub use description::{Description, Seen, SessionRef};

@@ -16,7 +16,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use crate::{
-    AgentEvent, Candidate, CandidateKind, Credentials, Description, Seen, SessionRef, Transport,
+    AgentEvent, Candidate, CandidateKind, Credentials, Description, Seen, SessionRef, TcpType,
+    Transport,
 };
 
 /// Well-formed credentials (letters and digits, RFC 8445 lengths).
@@ -43,9 +44,10 @@ pub fn candidate() -> impl Strategy<Value = Candidate> {
         "[a-zA-Z0-9+/]{1,32}",
         1u16..=2,
         proptest::option::of((any::<[u8; 4]>(), any::<u16>())),
+        0u8..4,
     )
         .prop_map(
-            |(kind, transport, ip, port, priority, foundation, component, rel)| {
+            |(kind, transport, ip, port, priority, foundation, component, rel, tcp)| {
                 let v4 = |ip: [u8; 4], port| SocketAddr::new(IpAddr::V4(Ipv4Addr::from(ip)), port);
                 Candidate {
                     kind,
@@ -55,6 +57,13 @@ pub fn candidate() -> impl Strategy<Value = Candidate> {
                     foundation: foundation.into(),
                     component,
                     related: rel.map(|(ip, port)| v4(ip, port)),
+                    // RFC 6544 roles on TCP candidates only (sometimes none, as cunicu allows).
+                    tcp_type: match (transport, tcp) {
+                        (Transport::Udp, _) | (_, 0) => None,
+                        (_, 1) => Some(TcpType::Active),
+                        (_, 2) => Some(TcpType::Passive),
+                        _ => Some(TcpType::SimultaneousOpen),
+                    },
                 }
             },
         )

@@ -2,7 +2,8 @@
 //! `proto/icepact/wire/v1/wire.proto` today. It is checked in so that users of the crate
 //! compile no protobuf compiler; this test regenerates it (with `protox`, no `protoc` needed)
 //! and fails on any difference. After changing the schema, run
-//! `ICEPACT_REGENERATE=1 cargo test --test proto_generated` to write the new file.
+//! `ICEPACT_REGENERATE=1 cargo test --test proto_generated` to write the new file (before the
+//! crate's code uses a new field: the test needs the crate to build).
 
 use std::path::Path;
 

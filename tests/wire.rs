@@ -14,7 +14,7 @@ use icepact::wire::{
 };
 use icepact::{
     Candidate, CandidateKind, Config, Credentials, Description, Disposition, IgnoreReason, Output,
-    Peer, PeerSetup, PublicKey, Seed, SessionRef, Transport,
+    Peer, PeerSetup, PublicKey, Seed, SessionRef, TcpType, Transport,
 };
 use prost::Message as _;
 use rand_chacha::ChaCha20Rng;
@@ -143,6 +143,7 @@ fn golden_inputs() -> (SecretKey, SecretKey, Nonce, Description) {
                 foundation: "srflx+1/a".into(),
                 component: 1,
                 related: Some("[fe80::1]:51820".parse().unwrap()),
+                tcp_type: None,
             },
             Candidate {
                 kind: CandidateKind::Relay,
@@ -152,6 +153,7 @@ fn golden_inputs() -> (SecretKey, SecretKey, Nonce, Description) {
                 foundation: "9".into(),
                 component: 2,
                 related: Some("203.0.113.5:3478".parse().unwrap()),
+                tcp_type: None,
             },
         ],
         end_of_candidates: true,
@@ -742,7 +744,70 @@ fn ipv6_and_tcp_candidates_round_trip() {
         foundation: "Z".into(),
         component: 256,
         related: None,
+        tcp_type: Some(TcpType::Passive),
     });
     let e = a_b.seal(&d, Nonce([0; 24])).unwrap();
     assert_eq!(b_a.open(&e).unwrap(), d);
+}
+
+/// cunicu's `Candidate.tcp_type` (field 3, RFC 6544 `tcptype`): a TCP candidate with it decodes
+/// to the same `TcpType` through the fast decoder and through prost (the whole body used to be
+/// refused as `Framing`); a UDP candidate with one and an unknown value are typed errors; and
+/// cunicu's `relay_protocol` (field 10) is skipped like any unknown field.
+#[test]
+fn cunicu_tcp_types_decode_and_bad_ones_are_typed_errors() {
+    let (_, b_a, _, _) = bound_b();
+    // Candidate 2 of `description()` is a TCP relay candidate.
+    for (wire, typed) in [
+        (proto::TcpType::Active, TcpType::Active),
+        (proto::TcpType::Passive, TcpType::Passive),
+        (proto::TcpType::SimultaneousOpen, TcpType::SimultaneousOpen),
+    ] {
+        let envelope = with_body(|m| m.candidates[2].tcp_type = wire.into());
+        let d = b_a.open(&envelope).expect("a cunicu TCP candidate decodes");
+        assert_eq!(d.candidates[2].tcp_type, Some(typed));
+        let mut expected = description();
+        expected.candidates[2].tcp_type = Some(typed);
+        assert_eq!(d, expected);
+    }
+    // The prost reference path parses the same message to the same candidate.
+    let (_, _, a_b, _) = bound_b();
+    let mut m = body_proto(a_b, &description());
+    m.candidates[2].tcp_type = proto::TcpType::Passive.into();
+    let limits = icepact::wire::Limits::default();
+    let fast = icepact::wire::Body::decode(&m.encode_to_vec(), &limits).unwrap();
+    let reference = icepact::wire::Body::from_proto(m, &limits).unwrap();
+    assert_eq!(fast, reference);
+    rejected(
+        &with_body(|m| m.candidates[0].tcp_type = proto::TcpType::Active.into()),
+        candidate_error(0, CandidateError::TcpTypeOnUdp),
+    );
+    rejected(
+        &with_body(|m| m.candidates[2].tcp_type = 7),
+        candidate_error(2, CandidateError::TcpType(7)),
+    );
+    // relay_protocol = TLS (3) on the relay candidate: skipped.
+    let with_relay_protocol = with_body_bytes(|bytes| {
+        // Append field 10 (varint 3) inside candidate 2: re-encode that candidate by hand.
+        let mut m = proto::SessionDescription::decode(&bytes[..]).unwrap();
+        let mut c = m.candidates[2].encode_to_vec();
+        c.extend_from_slice(&[10 << 3, 3]);
+        m.candidates.truncate(2);
+        let mut out = m.encode_to_vec();
+        out.extend_from_slice(&[(7 << 3) | 2, c.len() as u8]);
+        out.extend_from_slice(&c);
+        out
+    });
+    let d = b_a
+        .open(&with_relay_protocol)
+        .expect("relay_protocol is skipped");
+    assert_eq!(d.candidates.len(), 3);
+    assert_eq!(d.candidates[2], description().candidates[2]);
+}
+
+/// A properly sealed A→B envelope around the bytes `edit` makes of a valid body.
+fn with_body_bytes(edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Vec<u8> {
+    let (_, _, a_b, _) = bound_b();
+    let bytes = edit(body_proto(a_b, &description()).encode_to_vec());
+    forge(a_b, a_b.local_key(), a_b.remote_key(), &bytes)
 }

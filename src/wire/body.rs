@@ -7,8 +7,8 @@ use super::pb::{self, IpText, Reader, Value};
 use super::proto;
 use super::Limits;
 use crate::{
-    Candidate, CandidateKind, Credentials, Description, PublicKey, Seen, SessionRef, Transport,
-    MAX_CREDENTIAL_LEN,
+    Candidate, CandidateKind, Credentials, Description, PublicKey, Seen, SessionRef, TcpType,
+    Transport, MAX_CREDENTIAL_LEN,
 };
 
 /// Longest foundation accepted or sent (RFC 8445 §5.1.1.3: 1 to 32 ice-chars).
@@ -99,6 +99,7 @@ impl Body {
                     address: c.address.as_bytes(),
                     port: c.port,
                     related: related.as_ref().map(|(a, p)| (a.as_bytes(), *p)),
+                    tcp_type: c.tcp_type,
                 };
                 raw.parse()
                     .map_err(|error| BodyError::Candidate { index, error })
@@ -203,8 +204,9 @@ fn is_foundation(f: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
-/// The wire values of a candidate that can be sent, checked: (type, network type, priority).
-fn check_candidate(c: &Candidate) -> Result<(i32, i32, i32), CandidateError> {
+/// The wire values of a candidate that can be sent, checked: (type, network type, priority,
+/// TCP type).
+fn check_candidate(c: &Candidate) -> Result<(i32, i32, i32, i32), CandidateError> {
     if !is_foundation(c.foundation.as_bytes()) {
         return Err(CandidateError::Foundation);
     }
@@ -225,7 +227,14 @@ fn check_candidate(c: &Candidate) -> Result<(i32, i32, i32), CandidateError> {
         (Transport::Tcp, true) => proto::NetworkType::Tcp4,
         (Transport::Tcp, false) => proto::NetworkType::Tcp6,
     };
-    Ok((kind.into(), network.into(), priority))
+    let tcp_type = match (c.transport, c.tcp_type) {
+        (Transport::Udp, Some(_)) => return Err(CandidateError::TcpTypeOnUdp),
+        (_, None) => proto::TcpType::UnspecifiedTcpType,
+        (_, Some(TcpType::Active)) => proto::TcpType::Active,
+        (_, Some(TcpType::Passive)) => proto::TcpType::Passive,
+        (_, Some(TcpType::SimultaneousOpen)) => proto::TcpType::SimultaneousOpen,
+    };
+    Ok((kind.into(), network.into(), priority, tcp_type.into()))
 }
 
 fn ip_string(ip: IpAddr) -> String {
@@ -234,10 +243,11 @@ fn ip_string(ip: IpAddr) -> String {
 }
 
 fn candidate_to_proto(c: &Candidate) -> Result<proto::Candidate, CandidateError> {
-    let (kind, network, priority) = check_candidate(c)?;
+    let (kind, network, priority, tcp_type) = check_candidate(c)?;
     Ok(proto::Candidate {
         r#type: kind,
         network_type: network,
+        tcp_type,
         foundation: c.foundation.to_string(),
         component: c.component.into(),
         priority,
@@ -261,6 +271,7 @@ struct RawCandidate<'a> {
     address: &'a [u8],
     port: i32,
     related: Option<(&'a [u8], i32)>,
+    tcp_type: i32,
 }
 
 impl RawCandidate<'_> {
@@ -297,6 +308,16 @@ impl RawCandidate<'_> {
             return Err(CandidateError::FamilyMismatch);
         }
         let related = self.related.map(|(a, p)| socket_addr(a, p)).transpose()?;
+        let tcp_type = match proto::TcpType::try_from(self.tcp_type) {
+            Ok(proto::TcpType::UnspecifiedTcpType) => None,
+            Ok(proto::TcpType::Active) => Some(TcpType::Active),
+            Ok(proto::TcpType::Passive) => Some(TcpType::Passive),
+            Ok(proto::TcpType::SimultaneousOpen) => Some(TcpType::SimultaneousOpen),
+            Err(_) => return Err(CandidateError::TcpType(self.tcp_type)),
+        };
+        if transport == Transport::Udp && tcp_type.is_some() {
+            return Err(CandidateError::TcpTypeOnUdp);
+        }
         Ok(Candidate {
             kind,
             transport,
@@ -305,6 +326,7 @@ impl RawCandidate<'_> {
             foundation: self.foundation.into(),
             component,
             related,
+            tcp_type,
         })
     }
 }
@@ -379,9 +401,14 @@ pub(crate) fn write_body(
 }
 
 fn write_candidate(out: &mut Vec<u8>, c: &Candidate) -> Result<(), CandidateError> {
-    let (kind, network, priority) = check_candidate(c)?;
+    let (kind, network, priority, tcp_type) = check_candidate(c)?;
     // Enum and int32 fields are written as their (here non-negative) value.
-    let (kind, network, priority) = (kind as u64, network as u64, priority as u64);
+    let (kind, network, priority, tcp_type) = (
+        kind as u64,
+        network as u64,
+        priority as u64,
+        tcp_type as u64,
+    );
     let address = IpText::new(c.addr.ip());
     let related = c
         .related
@@ -391,6 +418,7 @@ fn write_candidate(out: &mut Vec<u8>, c: &Candidate) -> Result<(), CandidateErro
         .map(|(a, port)| pb::bytes_len(a.as_bytes().len()) + pb::uint_len(*port));
     let len = pb::uint_len(kind)
         + pb::uint_len(network)
+        + pb::uint_len(tcp_type)
         + pb::bytes_len(c.foundation.len())
         + pb::uint_len(c.component.into())
         + pb::uint_len(priority)
@@ -400,6 +428,7 @@ fn write_candidate(out: &mut Vec<u8>, c: &Candidate) -> Result<(), CandidateErro
     pb::put_header(out, 7, len);
     pb::put_uint(out, 1, kind);
     pb::put_uint(out, 2, network);
+    pb::put_uint(out, 3, tcp_type);
     pb::put_bytes(out, 4, c.foundation.as_bytes());
     pb::put_uint(out, 5, c.component.into());
     pb::put_uint(out, 6, priority);
@@ -561,11 +590,13 @@ fn read_candidate(bytes: &[u8]) -> Result<RawCandidate<'_>, BodyError> {
         address: &[],
         port: 0,
         related: None,
+        tcp_type: 0,
     };
     while let Some((field, value)) = r.next_field()? {
         match (field, value) {
             (1, Value::Varint(v)) => c.kind = v as i32,
             (2, Value::Varint(v)) => c.network = v as i32,
+            (3, Value::Varint(v)) => c.tcp_type = v as i32,
             (4, Value::Bytes(b)) => c.foundation = utf8(b)?,
             (5, Value::Varint(v)) => c.component = v as i32,
             (6, Value::Varint(v)) => c.priority = v as i32,

@@ -156,6 +156,12 @@ pub enum CandidateError {
     /// The port is outside 0 to 65535.
     #[error("port {0} outside 0 to 65535")]
     Port(i32),
+    /// Unknown `TcpType`.
+    #[error("unknown TCP type {0}")]
+    TcpType(i32),
+    /// A UDP candidate with a TCP type.
+    #[error("TCP type on a UDP candidate")]
+    TcpTypeOnUdp,
 }
 
 /// A key that cannot be used.

@@ -102,7 +102,6 @@ pub struct RelatedAddress {
     #[prost(int32, tag = "2")]
     pub port: i32,
 }
-/// An ICE candidate (cunicu `epdisc.Candidate`, without `tcp_type` and `relay_protocol`).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Candidate {
     /// Candidate type.
@@ -129,6 +128,9 @@ pub struct Candidate {
     /// Related address, if any.
     #[prost(message, optional, tag = "9")]
     pub related_address: ::core::option::Option<RelatedAddress>,
+    /// TCP candidates only.
+    #[prost(enumeration = "TcpType", tag = "3")]
+    pub tcp_type: i32,
 }
 /// Candidate type (cunicu `epdisc.CandidateType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -208,6 +210,44 @@ impl NetworkType {
             "UDP6" => Some(Self::Udp6),
             "TCP4" => Some(Self::Tcp4),
             "TCP6" => Some(Self::Tcp6),
+            _ => None,
+        }
+    }
+}
+/// An ICE candidate (cunicu `epdisc.Candidate`, without `tcp_type` and `relay_protocol`).
+/// The connection role of a TCP candidate (RFC 6544 `tcptype`), as cunicu numbers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum TcpType {
+    /// Not set: UDP candidates, or a TCP candidate without a role.
+    UnspecifiedTcpType = 0,
+    /// Active.
+    Active = 1,
+    /// Passive.
+    Passive = 2,
+    /// Simultaneous open.
+    SimultaneousOpen = 3,
+}
+impl TcpType {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::UnspecifiedTcpType => "UNSPECIFIED_TCP_TYPE",
+            Self::Active => "ACTIVE",
+            Self::Passive => "PASSIVE",
+            Self::SimultaneousOpen => "SIMULTANEOUS_OPEN",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "UNSPECIFIED_TCP_TYPE" => Some(Self::UnspecifiedTcpType),
+            "ACTIVE" => Some(Self::Active),
+            "PASSIVE" => Some(Self::Passive),
+            "SIMULTANEOUS_OPEN" => Some(Self::SimultaneousOpen),
             _ => None,
         }
     }
