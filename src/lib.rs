@@ -83,11 +83,6 @@ pub mod strategies;
 #[cfg_attr(docsrs, doc(cfg(feature = "reference-agent")))]
 pub mod reference_agent;
 
-// Runtime adapter (tokio driver, signaling backends, UDP ICE agent): feature `tokio`.
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub mod runtime;
-
 pub use agent::{AgentCommand, AgentEvent, AgentId, AgentRestart};
 pub use backoff::Backoff;
 pub use candidate::{Candidate, CandidateKind, TcpType, Transport};

@@ -1,14 +1,12 @@
 //! Two nodes in one process reach Connected over the real ICE agent and exchange datagrams:
 //! through the in-process backend, and through a real Redis server.
 
-#![cfg(feature = "redis")]
-
 mod runtime_common;
 
 use std::time::Duration;
 
-use icepact::runtime::{MemoryBackend, Node, NodeEvent, RedisBackend};
 use icepact::{AgentRestart, ConnectionState};
+use icepact_tokio::{MemoryBackend, Node, NodeEvent, RedisBackend};
 use runtime_common::*;
 
 async fn datagram_round_trip(a: &mut Node, b: &mut Node) {
@@ -169,7 +167,7 @@ async fn a_node_adds_and_removes_peers_while_running() {
     a.add_peer(kc).await.unwrap();
     assert!(matches!(
         a.add_peer(kc).await,
-        Err(icepact::runtime::Error::Endpoint(
+        Err(icepact_tokio::Error::Endpoint(
             icepact::EndpointError::PeerExists(_)
         ))
     ));
@@ -187,7 +185,7 @@ async fn a_node_adds_and_removes_peers_while_running() {
     assert_eq!(after.restarts, 0);
     assert!(matches!(
         a.send_datagram(kb, b"gone".to_vec()).await,
-        Err(icepact::runtime::Error::UnknownPeer(_))
+        Err(icepact_tokio::Error::UnknownPeer(_))
     ));
     b.shutdown().await;
     c.shutdown().await;
@@ -227,7 +225,7 @@ async fn a_node_handle_works_from_other_tasks_and_reports_a_stopped_node() {
     a.shutdown().await;
     assert!(matches!(
         late.restart(kb).await,
-        Err(icepact::runtime::Error::Stopped)
+        Err(icepact_tokio::Error::Stopped)
     ));
     b.shutdown().await;
 }

@@ -2,13 +2,13 @@
 //! start→Connected over the real ICE agent (median of 20 runs) and the envelopes per second the
 //! Redis backend carries between two keys. Bounded in count and time.
 //!
-//! `cargo bench --features redis --bench runtime_redis`
+//! `cargo bench -p icepact-tokio --features redis --bench runtime_redis`
 
 use std::time::{Duration, Instant};
 
-use icepact::runtime::{Backend, BackendEvent, Node, NodeConfig, RedisBackend};
 use icepact::wire::{Channel, Nonce, SecretKey};
 use icepact::{Credentials, Description, SessionRef};
+use icepact_tokio::{Backend, BackendEvent, Node, NodeConfig, RedisBackend};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 

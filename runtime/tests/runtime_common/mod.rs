@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use icepact::runtime::{Node, NodeConfig, NodeEvent, RedisBackend};
 use icepact::wire::SecretKey;
 use icepact::{Backoff, PublicKey};
+use icepact_tokio::{Node, NodeConfig, NodeEvent, RedisBackend};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 

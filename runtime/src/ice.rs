@@ -18,11 +18,11 @@ use is::{IceAgent, IceAgentEvent, IceConnectionState, IceCreds, Protocol};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-use super::agent::AgentInbound;
-use super::stun::{self, TransactionId};
+use crate::agent::AgentInbound;
+use crate::stun::{self, TransactionId};
 use tracing::{debug, trace};
 
-use crate::{AgentEvent, Candidate, CandidateKind, Credentials, Role, Transport};
+use icepact::{AgentEvent, Candidate, CandidateKind, Credentials, Role, Transport};
 
 /// First byte of an application datagram on the selected pair (RFC 7983 leaves 0–3 to STUN).
 pub const DATA_TAG: u8 = 0xff;
@@ -228,12 +228,12 @@ impl IceSession {
                 if server.is_ipv4() != s.local.is_ipv4() {
                     continue;
                 }
-                let Ok(seed) = crate::Seed::from_os_rng() else {
+                let Ok(random) = icepact::wire::Nonce::from_os_rng() else {
                     debug!("no random transaction id: STUN skipped");
                     continue;
                 };
                 let mut id = [0u8; 12];
-                id.copy_from_slice(&seed.to_bytes()[..12]);
+                id.copy_from_slice(&random.0[..12]);
                 self.queries.push(StunQuery {
                     local: s.local,
                     server,
@@ -608,7 +608,7 @@ async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, inbound: AgentInbo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AgentId, PublicKey};
+    use icepact::{AgentId, PublicKey};
     use tokio::sync::mpsc;
 
     /// A STUN server that never answers: gathering offers the host candidate at once, re-sends

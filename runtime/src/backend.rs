@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::PublicKey;
+use icepact::PublicKey;
 
 /// How many inbound events a subscription buffers before the backend drops more (the backend
 /// may drop: the core re-sends what was not acknowledged).

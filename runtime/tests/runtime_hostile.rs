@@ -1,16 +1,14 @@
 //! Garbage, wrong-key, replayed, stale and misaddressed envelopes injected on a node's Redis
 //! channel change no session state and increment the right counters.
 
-#![cfg(feature = "redis")]
-
 mod runtime_common;
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use icepact::runtime::{channel_name, Node, RedisBackend};
 use icepact::wire::{Channel, Nonce};
 use icepact::{Credentials, Description, SessionRef};
+use icepact_tokio::{channel_name, Node, RedisBackend};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use runtime_common::*;

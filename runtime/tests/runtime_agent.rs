@@ -3,8 +3,6 @@
 //! Connected through it and exchange datagrams, so nothing in the node depends on the built-in
 //! agent.
 
-#![cfg(feature = "redis")]
-
 mod runtime_common;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -13,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use icepact::runtime::{Agent, AgentFactory, AgentInbound, AgentParams, MemoryBackend, Node};
 use icepact::{AgentEvent, Candidate, Credentials};
+use icepact_tokio::{Agent, AgentFactory, AgentInbound, AgentParams, MemoryBackend, Node};
 use runtime_common::*;
 
 /// What agents send each other.

@@ -1,4 +1,4 @@
-//! The node driver: one task per node running an [`Endpoint`] (one [`Peer`](crate::Peer) per
+//! The node driver: one task per node running an [`Endpoint`] (one [`Peer`](icepact::Peer) per
 //! remote) and an ICE agent per session, in the style of quinn's `ConnectionDriver`.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -6,17 +6,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Span};
 
-use super::agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgents};
-use super::backend::{Backend, BackendEvent, Subscription};
-use super::Error;
-use crate::wire::SecretKey;
-use crate::{
+use crate::agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgents};
+use crate::backend::{Backend, BackendEvent, Subscription};
+use crate::Error;
+use icepact::wire::SecretKey;
+use icepact::{
     AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Endpoint,
     EndpointConfig, EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Role,
     Seed, SessionRef,
@@ -32,7 +30,7 @@ const QUEUE: usize = 1024;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct NodeConfig {
-    /// Configuration of every session's [`Peer`](crate::Peer).
+    /// Configuration of every session's [`Peer`](icepact::Peer).
     pub peer: Config,
     /// Inbound limits per remote peer.
     pub limits: InboundLimits,
@@ -215,12 +213,11 @@ impl Node {
         let local = secret.public_key();
         let now = Instant::now();
         // 256 bits from a generator seeded by the OS: credentials and nonces are secret.
-        let seed = Seed::from_rng(&mut ChaCha20Rng::from_os_rng());
+        let seed = Seed::from_os_rng()?;
         let epoch_floor = config.epoch_floor.unwrap_or_else(unix_micros);
-        let endpoint_config = EndpointConfig {
-            peer: config.peer,
-            limits: config.limits,
-        };
+        let mut endpoint_config = EndpointConfig::default();
+        endpoint_config.peer = config.peer;
+        endpoint_config.limits = config.limits;
         let mut endpoint = Endpoint::new(endpoint_config, secret, epoch_floor, seed);
         let mut agents = BTreeMap::new();
         for &remote in remotes {
@@ -642,6 +639,7 @@ impl<F: AgentFactory> Driver<F> {
                     self.agent_command(now, remote, command);
                 }
                 EndpointOutput::Event { remote, event } => self.event(remote, event),
+                other => debug!(?other, "endpoint output this driver does not know"),
             }
         }
     }

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::ice::{IceSession, UdpInput};
-use crate::{AgentEvent, AgentId, Candidate, Credentials, PublicKey, Role};
+use crate::ice::{IceSession, UdpInput};
+use icepact::{AgentEvent, AgentId, Candidate, Credentials, PublicKey, Role};
 
 /// An ICE agent of one session, driven by the node's task (it is never shared between
 /// threads, so it needs no locking).
@@ -34,8 +34,8 @@ pub trait Agent: Send + 'static {
     /// `EndOfRemoteCandidates`.
     fn end_of_remote_candidates(&mut self) {}
     /// `Restart`: an in-place ICE restart (RFC 8445 §9), sent only when the node's
-    /// [`Config::agent_restart`](crate::Config::agent_restart) is
-    /// [`AgentRestart::InPlace`](crate::AgentRestart::InPlace). Take the new local credentials,
+    /// [`Config::agent_restart`](icepact::Config::agent_restart) is
+    /// [`AgentRestart::InPlace`](icepact::AgentRestart::InPlace). Take the new local credentials,
     /// forget the remote credentials, remote candidates and every pair, keep the sockets; a
     /// `Gather` follows, then `Connect` as for a new agent. From now on report only about the
     /// new credentials. Keep tagging inputs with the [`AgentInbound`] the agent was created
@@ -68,7 +68,7 @@ pub trait AgentFactory: Send + 'static {
     /// The agents it creates.
     type Agent: Agent;
 
-    /// A new agent; an error is reported as [`NodeEvent::AgentError`](super::NodeEvent) and
+    /// A new agent; an error is reported as [`NodeEvent::AgentError`](crate::NodeEvent) and
     /// the session's gathering finds nothing (the core retries after its gathering timeout).
     fn create(
         &mut self,

@@ -9,8 +9,8 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, Mutex};
 use tracing::{debug, info, warn};
 
-use super::backend::{Backend, BackendError, BackendEvent, Subscription, SUBSCRIPTION_BUFFER};
-use crate::PublicKey;
+use crate::backend::{Backend, BackendError, BackendEvent, Subscription, SUBSCRIPTION_BUFFER};
+use icepact::PublicKey;
 
 /// Prefix of the per-recipient channels.
 pub const CHANNEL_PREFIX: &str = "icepact:";

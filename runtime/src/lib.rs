@@ -1,6 +1,7 @@
-//! The tokio runtime adapter (feature `tokio`): a driver task per node that runs the sans-IO
-//! [`Endpoint`](crate::Endpoint) (one [`Peer`](crate::Peer) per remote key) over a signaling
-//! [`Backend`] and a real ICE agent per session on UDP sockets.
+//! The tokio runtime of [`icepact`]: a driver task per node that runs the sans-IO
+//! [`Endpoint`](icepact::Endpoint) (one [`Peer`](icepact::Peer) per remote key) over a signaling
+//! [`Backend`] and a real ICE agent per session on UDP sockets. The core crate has no async
+//! dependency; this crate is to it what `quinn` is to `quinn-proto`.
 //!
 //! The driver follows quinn's `ConnectionDriver`: it waits on the backend subscription, the
 //! ICE sockets, the application's commands and `sleep_until(poll_timeout)`, hands the input to
@@ -12,6 +13,10 @@
 //! Backends: [`MemoryBackend`] (in-process) and, with feature `redis`, `RedisBackend` (Redis
 //! pub/sub, one channel per recipient key). See `docs/RUNTIME.md`.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod agent;
 mod backend;
 mod ice;
@@ -20,10 +25,10 @@ mod node;
 mod redis;
 mod stun;
 
-pub use crate::guard::{InboundLimits, PeerStats};
 pub use agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgent, UdpAgents};
 pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscription};
 pub use ice::{UdpInput, DATA_TAG};
+pub use icepact::{InboundLimits, PeerStats};
 pub use node::{Node, NodeConfig, NodeEvent, NodeHandle, NodeStatus, PeerStatus};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -31,7 +36,7 @@ pub use redis::{
     channel_name, RedisBackend, RedisStats, CHANNEL_PREFIX, HEALTH_DEADLINE, HEALTH_INTERVAL,
 };
 
-use crate::PublicKey;
+use icepact::PublicKey;
 
 /// Errors of the runtime adapter.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +47,13 @@ pub enum Error {
     Backend(#[from] BackendError),
     /// The core refused an input.
     #[error(transparent)]
-    Core(#[from] crate::Error),
+    Core(#[from] icepact::Error),
     /// A key or envelope could not be used.
     #[error(transparent)]
-    Wire(#[from] crate::wire::Error),
+    Wire(#[from] icepact::wire::Error),
     /// The endpoint refused a command (unknown or duplicate peer, a key it cannot use).
     #[error(transparent)]
-    Endpoint(#[from] crate::EndpointError),
+    Endpoint(#[from] icepact::EndpointError),
     /// No session with this key.
     #[error("no session with {0:?}")]
     UnknownPeer(PublicKey),
@@ -61,4 +66,7 @@ pub enum Error {
     /// A wait ran out of time.
     #[error("timed out")]
     Timeout,
+    /// The operating system's random generator failed (seeding the node's credentials).
+    #[error(transparent)]
+    Random(#[from] icepact::OsRandomError),
 }

@@ -3,15 +3,13 @@
 //! fail and are counted per peer, and after SIGCONT the subscription and the sessions come
 //! back. The test starts its own redis-server, so the freeze touches no other test.
 
-#![cfg(feature = "redis")]
-
 mod runtime_common;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use icepact::runtime::{Node, RedisBackend};
+use icepact_tokio::{Node, RedisBackend};
 use runtime_common::*;
 
 /// A redis-server child process, killed on drop.

@@ -2,13 +2,11 @@
 //! sessions re-converge. In its own test binary because `CLIENT KILL TYPE pubsub` hits every
 //! subscriber on the server.
 
-#![cfg(feature = "redis")]
-
 mod runtime_common;
 
 use std::time::Duration;
 
-use icepact::runtime::{Node, RedisBackend};
+use icepact_tokio::{Node, RedisBackend};
 use runtime_common::*;
 
 async fn kill_clients(url: &str) {

@@ -2,8 +2,8 @@
 //! and exchange a datagram over the selected pair. See docs/RUNTIME.md.
 //!
 //! ```text
-//! cargo run --features redis --example redis_pair -- alice   # terminal 1
-//! cargo run --features redis --example redis_pair -- bob     # terminal 2
+//! cargo run -p icepact-tokio --features redis --example redis_pair -- alice   # terminal 1
+//! cargo run -p icepact-tokio --features redis --example redis_pair -- bob     # terminal 2
 //! ```
 //!
 //! The demo derives both key pairs from the names, so each side knows the other's public key
@@ -12,8 +12,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use icepact::runtime::{Node, NodeConfig, NodeEvent, RedisBackend};
 use icepact::wire::SecretKey;
+use icepact_tokio::{Node, NodeConfig, NodeEvent, RedisBackend};
 
 /// The demo's fixed key of a name (never do this with real keys).
 fn demo_key(name: &str) -> SecretKey {
