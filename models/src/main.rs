@@ -11,12 +11,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use icepact::reference_agent::AgentKind;
 use icepact::AgentRestart;
-use icepact_models::{check, format_table, Budgets, CheckOptions, Engine, RestartPolicy};
+use icepact_models::{check, format_table, Budgets, CheckOptions, Engine, Outcome, RestartPolicy};
 use stateright::Model;
 
 #[derive(Parser)]
 #[command(
     name = "icepact-check",
+    version,
     about = "Model-check the icepact session state machine"
 )]
 struct Cli {
@@ -26,7 +27,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check every property and print the verdict table (exit status 1 on a failure).
+    /// Check every property and print the verdict table.
+    ///
+    /// Exit status: 0 when every configuration gives what it should (every invariant holds and
+    /// every sanity example is found, or, for a configuration expected to break, some invariant
+    /// is violated); 1 when one does not; 2 when a run was cut short by --timeout (not
+    /// exhaustive) and --allow-partial is not given.
     Check {
         /// Breadth-first search (single-threaded, shortest paths).
         #[arg(long, conflicts_with = "dfs")]
@@ -40,8 +46,15 @@ enum Command {
         /// Stop after this many seconds (the run is then reported as not exhaustive).
         #[arg(long)]
         timeout: Option<u64>,
-        /// Run the standard suite (2 and 3 peers under epoch, 2 peers under seed) and ignore
-        /// --peers, --policy and the budgets.
+        /// The configuration is expected to break: succeed only if some invariant is violated
+        /// (seed 001's policy, a mutant).
+        #[arg(long)]
+        expect_violation: bool,
+        /// A run cut short by --timeout is not a failure.
+        #[arg(long)]
+        allow_partial: bool,
+        /// Run the standard suite (2 and 3 peers under epoch, 2 peers under seed, which is
+        /// expected to break) and ignore --peers, --policy and the budgets.
         #[arg(long)]
         suite: bool,
         #[command(flatten)]
@@ -176,6 +189,8 @@ fn main() -> ExitCode {
             dfs: _,
             threads,
             timeout,
+            expect_violation,
+            allow_partial,
             suite,
             config,
         } => {
@@ -185,21 +200,41 @@ fn main() -> ExitCode {
             } else {
                 vec![base]
             };
-            let mut rows = Vec::new();
+            let mut all = Vec::new();
+            let (mut failed, mut partial) = (false, false);
             for mut opts in runs {
                 opts.engine = if bfs { Engine::Bfs } else { Engine::Dfs };
                 opts.threads = threads;
                 opts.timeout = timeout.map(Duration::from_secs);
                 eprintln!("checking {} ({:?})", opts.label(), opts.engine);
-                rows.extend(check(&opts));
+                let rows = check(&opts);
+                let expected_break =
+                    expect_violation || (suite && opts.policy == RestartPolicy::Seed);
+                let violated = rows.iter().any(|r| r.outcome == Outcome::Violated);
+                let as_expected = if expected_break {
+                    violated
+                } else {
+                    !rows.iter().any(|r| r.outcome.is_failure())
+                };
+                let exhaustive = rows.iter().all(|r| r.exhaustive);
+                if !as_expected {
+                    // A time-boxed run may miss a sanity example it would have found.
+                    if exhaustive || violated || expected_break {
+                        failed = true;
+                    }
+                }
+                partial |= !exhaustive;
+                all.extend(rows);
             }
-            print!("{}", format_table(&rows));
-            // The seed policy is expected to fail; only Epoch failures fail the run.
-            let failed = rows
-                .iter()
-                .any(|r| r.outcome.is_failure() && r.config.contains(" epoch "));
+            print!("{}", format_table(&all));
             if failed {
+                eprintln!("FAILED: a configuration did not give what it should");
                 ExitCode::FAILURE
+            } else if partial && !allow_partial {
+                eprintln!(
+                    "NOT EXHAUSTIVE: a run was cut short by --timeout (--allow-partial accepts it)"
+                );
+                ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
             }

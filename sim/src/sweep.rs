@@ -166,8 +166,14 @@ pub fn sweep(cfg: &SimConfig, first: u64, count: u64, threads: usize, progress: 
     let bar = if progress {
         let bar = ProgressBar::new(count);
         bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {per_sec}, eta {eta}")
-                .expect("the template is valid"),
+            ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {rate}, eta {eta}")
+                .expect("the template is valid")
+                .with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} seeds/s", state.per_sec());
+                    },
+                ),
         );
         bar
     } else {
