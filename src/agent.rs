@@ -10,6 +10,7 @@ use crate::keys::Role;
 
 /// Identifies one agent: the local session epoch it was created for (one agent per session).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct AgentId(pub u64);
 
 /// Work for the embedding's ICE agent. Carry them out in the order they are polled.
@@ -84,6 +85,7 @@ pub enum AgentCommand {
 /// How a session's agent is replaced when the session restarts (rule AGENT_RESTART).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum AgentRestart {
     /// [`Close`](AgentCommand::Close) the old agent and [`Create`](AgentCommand::Create) a new
     /// one. Works with every agent; the new agent binds new sockets.

@@ -9,6 +9,8 @@ use crate::rng::SessionRng;
 /// and set the fields you need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct Backoff {
     /// The first nominal interval.
     pub initial: Duration,

@@ -6,6 +6,7 @@ use smol_str::SmolStr;
 
 /// Candidate type (RFC 8445 §5.1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CandidateKind {
     /// A local interface address.
     Host,
@@ -19,6 +20,7 @@ pub enum CandidateKind {
 
 /// Transport protocol of a candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Transport {
     /// UDP.
     Udp,
@@ -28,6 +30,7 @@ pub enum Transport {
 
 /// The connection role of a TCP candidate (RFC 6544 §4.5, `tcptype`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum TcpType {
     /// Opens outgoing connections only.
     Active,
@@ -39,6 +42,7 @@ pub enum TcpType {
 
 /// An ICE candidate.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Candidate {
     /// Candidate type.
     pub kind: CandidateKind,

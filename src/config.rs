@@ -12,6 +12,8 @@ use crate::rules::RestartPolicy;
 /// struct cannot be written out in full outside this crate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct Config {
     /// Back-off for re-sending an unacknowledged description.
     pub backoff: Backoff,

@@ -14,6 +14,7 @@ pub const MAX_CREDENTIAL_LEN: usize = 256;
 /// ICE credentials (seed 000 / cunicu `Credentials`, without `need_creds`, which lives on the
 /// description as [`Description::need_reply`](crate::Description::need_reply)).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Credentials {
     /// ICE username fragment.
     pub ufrag: SmolStr,

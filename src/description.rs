@@ -16,6 +16,7 @@ use crate::credentials::Credentials;
 /// Ordering is lexicographic on `(epoch, version)`: this is the total order of descriptions that
 /// seed 001's random session ids lack (see docs/PROTOCOL.md, "Ordering").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SessionRef {
     /// The session epoch: strictly increasing over every session a key ever starts, across
     /// restarts of the process (the caller supplies the floor, see [`Peer::new`](crate::Peer::new)).
@@ -32,6 +33,7 @@ pub struct SessionRef {
 /// snapshot was restored, a constant was passed) and moves its epoch above. The ufrag tells a
 /// reused epoch from the same session.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Seen {
     /// The receiver's session and version the sender applied.
     pub session: SessionRef,
@@ -41,6 +43,7 @@ pub struct Seen {
 
 /// One peer's description of its current session, sent to the other peer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Description {
     /// Sender's session and the version of this description.
     pub session: SessionRef,

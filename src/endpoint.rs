@@ -19,6 +19,8 @@ use crate::wire::{self, Channel, Header, Limits, Nonce, SecretKey};
 /// each remote may send. Start from [`EndpointConfig::default`] and set the fields you need.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct EndpointConfig {
     /// Configuration of each session's [`Peer`].
     pub peer: Config,

@@ -10,6 +10,8 @@ use crate::wire::NONCE_LEN;
 /// from [`InboundLimits::default`] and set the fields you need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct InboundLimits {
     /// Largest envelope accepted from this peer, in bytes.
     pub max_envelope_len: usize,
@@ -37,6 +39,8 @@ impl Default for InboundLimits {
 /// descriptions sent to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 pub struct PeerStats {
     /// Opened and applied by the peer.
     pub applied: u64,

@@ -9,6 +9,7 @@ use crate::description::{Description, SessionRef};
 
 /// Which restart rule the peer applies to descriptions of other remote sessions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RestartPolicy {
     /// The project's rule (EPOCH_ORDER + RESTART_ON_NEWER_CONFIRMED): descriptions are totally
     /// ordered by `(epoch, version)`; only a strictly newer remote session restarts, and only a

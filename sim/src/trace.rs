@@ -4,10 +4,10 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What happened.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TraceKind {
     /// A description was handed to the backend.
@@ -27,7 +27,7 @@ pub enum TraceKind {
         /// Candidates carried.
         candidates: usize,
         /// What the backend did with it.
-        fate: &'static str,
+        fate: String,
     },
     /// A description reached a peer.
     Deliver {
@@ -90,7 +90,7 @@ pub enum TraceKind {
 }
 
 /// One trace line.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TraceEntry {
     /// Virtual time in microseconds.
     pub at_us: u64,
@@ -191,7 +191,7 @@ impl Trace {
                     fate,
                     ..
                 } => {
-                    let arrow = if *fate == "sent" || *fate == "duplicated" {
+                    let arrow = if fate == "sent" || fate == "duplicated" {
                         "->>"
                     } else {
                         "-x"
@@ -200,7 +200,7 @@ impl Trace {
                     format!(
                         "N{from}{arrow}N{to}: t={t:.3} e{epoch}v{version} ack {ack}{}{}",
                         if *need_reply { " need" } else { "" },
-                        if *fate == "sent" {
+                        if fate == "sent" {
                             String::new()
                         } else {
                             format!(" ({fate})")

@@ -751,7 +751,7 @@ impl World {
                         ack: d.ack.map(|a| (a.epoch, a.version)),
                         need_reply: d.need_reply,
                         candidates: d.candidates.len(),
-                        fate,
+                        fate: fate.to_string(),
                     },
                 );
             }

@@ -417,3 +417,17 @@ fn a_peer_removed_and_added_again_reconverges_through_the_endpoint() {
     );
     assert!(restarted(0, 2), "node 2 follows node 0's new session");
 }
+
+/// A trace written as JSON Lines reads back to the same entries (feature `serde` of the
+/// simulator's trace types).
+#[test]
+fn traces_round_trip_through_json_lines() {
+    let (_, trace) = World::new(traced(RestartPolicy::Epoch), 5, Plan::from_seed(5, 2)).run();
+    let back: Vec<icepact_sim::TraceEntry> = trace
+        .to_jsonl()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!back.is_empty());
+    assert_eq!(back, trace.entries());
+}
