@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use icepact::{
     AgentEvent, Candidate, Config, Description, Output, Peer, PeerSetup, PublicKey, Seed,
 };
+use std::hint::black_box;
 
 /// B bound to A's session (and confirmed), plus A's newest description.
 fn bound_pair() -> (Peer, Description, Instant) {
