@@ -93,6 +93,14 @@ pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
     for n in 0..model.peers {
         let _ = writeln!(out, "    participant {}", IceModel::node_name(n));
     }
+    let last = IceModel::node_name(model.peers - 1);
+    let _ = writeln!(
+        out,
+        "    Note over A,{last}: e100v2 = session epoch 100, version 2 · ack=e101v1 = the newest \
+         remote description applied · reply = an answer is asked for · 1c = one candidate · \
+         eoc = end of candidates · dashed arrow = replayed or duplicated by the backend · x = \
+         lost"
+    );
     let node = |e: usize| IceModel::node_name(model.node_of(e));
     let mut state = init;
     for a in actions {
@@ -113,7 +121,7 @@ pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
                 let m = &state.history[i];
                 let _ = writeln!(
                     out,
-                    "    Note over {},{}: replay {}",
+                    "    {}--){}: replayed {}",
                     node(m.to ^ 1),
                     node(m.to),
                     crate::model::short(&m.d)
@@ -123,7 +131,7 @@ pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
                 let m = &state.net[i];
                 let _ = writeln!(
                     out,
-                    "    Note over {},{}: duplicate {}",
+                    "    {}--){}: second copy of {}",
                     node(m.to ^ 1),
                     node(m.to),
                     crate::model::short(&m.d)
@@ -148,9 +156,14 @@ pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
                 );
             }
             Action::Crash(n, floor) => {
+                let floor = match floor {
+                    crate::model::Floor::Above => "above every epoch it used",
+                    crate::model::Floor::Equal => "equal to the old process's floor",
+                    crate::model::Floor::Zero => "zero",
+                };
                 let _ = writeln!(
                     out,
-                    "    Note over {}: CRASH (state lost), floor {floor:?}",
+                    "    Note over {}: crash: state lost; the new process starts its epochs {floor}",
                     IceModel::node_name(n)
                 );
             }
@@ -169,15 +182,25 @@ pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
                     let _ = writeln!(out, "    Note over {}: {from} → {to}", node(*end));
                 }
                 Note::Restarted { end, cause } => {
-                    let cause = cause.split([' ', '{']).next().unwrap_or(cause);
-                    let _ = writeln!(out, "    Note over {}: restart ({cause})", node(*end));
-                }
-                Note::Violation(v) => {
                     let _ = writeln!(
                         out,
-                        "    Note over {}: VIOLATION {}",
-                        node(0),
-                        v.replace(';', ",")
+                        "    Note over {}: restart: {}",
+                        node(*end),
+                        words(cause)
+                    );
+                }
+                Note::Violation(v) => {
+                    // On the node the detail names ("B: ..." or "B(C): ..."), highlighted.
+                    let at = v
+                        .split(": ")
+                        .nth(1)
+                        .and_then(|d| d.chars().next())
+                        .filter(|c| (b'A'..b'A' + model.peers as u8).contains(&(*c as u8)))
+                        .unwrap_or(IceModel::node_name(0));
+                    let _ = writeln!(
+                        out,
+                        "    rect rgb(255, 200, 200)\n    Note over {at}: VIOLATION {}\n    end",
+                        words(v).replace(';', ",")
                     );
                 }
                 _ => {}
@@ -186,6 +209,34 @@ pub fn mermaid(model: &IceModel, actions: &[Action]) -> String {
         state = next;
     }
     out
+}
+
+/// `Debug` text in words: `Some(SessionRef { epoch: 100, version: 1 })` → `e100v1`,
+/// `RemoteRestart { from: .., to: .. }` → `RemoteRestart from e100v1 to e1100v0`.
+fn words(text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(i) = out.find("SessionRef { epoch: ") {
+        let rest = &out[i + "SessionRef { epoch: ".len()..];
+        let Some((epoch, rest)) = rest.split_once(", version: ") else {
+            break;
+        };
+        let Some((version, _)) = rest.split_once(" }") else {
+            break;
+        };
+        let end = i
+            + "SessionRef { epoch: ".len()
+            + epoch.len()
+            + ", version: ".len()
+            + version.len()
+            + " }".len();
+        out.replace_range(i..end, &format!("e{epoch}v{version}"));
+    }
+    out.replace("Some(", "(")
+        .replace(" { from: ", " from ")
+        .replace(", to: ", " to ")
+        .replace(" { seen: ", " seen ")
+        .replace(" }", "")
+        .replace(['{', '}'], "")
 }
 
 fn action_end(a: &Action) -> usize {

@@ -134,6 +134,23 @@ fn seed_policy_shortest_counterexample_is_pinned() {
     let text = trace::text(&model, &path);
     assert!(text.contains("FAULT replay A→B e100v0"), "{text}");
     assert!(text.contains("B restarts (RemoteRestart"), "{text}");
+    // The diagram: a legend, the replay drawn as a message, notes in words, and the violation
+    // highlighted on B, where it happened.
+    let diagram = trace::mermaid(&model, &path);
+    assert!(
+        diagram.contains("Note over A,B: e100v2 = session epoch 100"),
+        "{diagram}"
+    );
+    assert!(diagram.contains("A--)B: replayed e100v0"), "{diagram}");
+    assert!(
+        diagram.contains("restart: RemoteRestart from e100v1 to e1100v0"),
+        "{diagram}"
+    );
+    assert!(
+        diagram.contains("rect rgb(255, 200, 200)\n    Note over B: VIOLATION monotonic versions"),
+        "{diagram}"
+    );
+    assert!(!diagram.contains("SessionRef"), "{diagram}");
 }
 
 /// Our BFS and stateright's DFS agree on a small configuration, and BFS paths are shortest.
