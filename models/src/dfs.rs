@@ -22,6 +22,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -191,10 +192,17 @@ where
         }
     }
     lock(&shared.queue).jobs = jobs;
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| shared.worker());
+    let finished = AtomicBool::new(false);
+    std::thread::scope(|outer| {
+        if std::io::stderr().is_terminal() {
+            outer.spawn(|| shared.progress(&finished, start));
         }
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| shared.worker());
+            }
+        });
+        finished.store(true, Ordering::Relaxed);
     });
     let bits = shared.discovered.load(Ordering::Relaxed);
     let discovered: Vec<&'static str> = shared
@@ -232,6 +240,28 @@ where
     M::State: Hash + Send + Sync,
     M::Action: Send + Sync + Clone,
 {
+    /// A progress line on a terminal's stderr, once a second, until `finished`: states,
+    /// states per second, deepest path, elapsed time (cleared at the end).
+    fn progress(&self, finished: &AtomicBool, start: Instant) {
+        let mut next = start + Duration::from_secs(1);
+        while !finished.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = Instant::now();
+            if now < next {
+                continue;
+            }
+            next = now + Duration::from_secs(1);
+            let states = self.visited.len();
+            let secs = now.duration_since(start).as_secs_f64();
+            eprint!(
+                "\r\x1b[K{states} states, {:.0} k/s, depth {}, {secs:.0} s",
+                states as f64 / secs.max(1e-9) / 1e3,
+                self.max_depth.load(Ordering::Relaxed)
+            );
+        }
+        eprint!("\r\x1b[K");
+    }
+
     /// Checks the undecided properties on a new state and returns the indices of the ones it
     /// discovers first; stops the search once all are decided.
     fn check(&self, s: &M::State) -> Vec<usize> {
