@@ -1,0 +1,128 @@
+//! The fuzz targets' seed corpora (`fuzz/seeds/<target>/`, checked in; cargo-fuzz grows its
+//! own `fuzz/corpus/` from them) reach the targets' deepest checks: a stated share of each
+//! corpus must, so that a target that silently stops reaching its assertions (a new check up
+//! front, a changed format) fails here, on stable, without a fuzzer. The targets' bodies are
+//! `fuzz/src/targets.rs`, included below.
+//!
+//! `ICEPACT_WRITE_CORPUS=1 cargo test --test fuzz_corpus` rewrites the corpora from the proptest
+//! strategies (bodies and sealed envelopes under the targets' fixed keys) and a seeded random
+//! generator (input sequences).
+
+#[path = "../fuzz/src/targets.rs"]
+#[allow(dead_code)]
+mod targets;
+
+use std::path::{Path, PathBuf};
+
+use icepact::wire::{Body, Limits, Nonce};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use targets::Reach;
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target)
+}
+
+/// A stable file name for an input (FNV-1a of its bytes).
+fn name(data: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn write(target: &str, inputs: &[Vec<u8>]) {
+    let dir = corpus_dir(target);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for data in inputs {
+        std::fs::write(dir.join(name(data)), data).unwrap();
+    }
+}
+
+/// Writes the corpora (only with `ICEPACT_WRITE_CORPUS` set).
+fn regenerate() {
+    let (a_to_b, _) = targets::channels();
+    let mut runner = TestRunner::deterministic();
+    let mut bodies = Vec::new();
+    let mut envelopes = Vec::new();
+    let mut n = 0u8;
+    while bodies.len() < 48 {
+        let d = icepact::strategies::description()
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let body = Body {
+            sender: a_to_b.local_key(),
+            recipient: a_to_b.remote_key(),
+            description: d.clone(),
+        };
+        // Some drawn descriptions cannot be sent (a priority over 2^31, for instance).
+        let Ok(bytes) = body.encode(&Limits::default()) else {
+            continue;
+        };
+        n = n.wrapping_add(1);
+        envelopes.push(a_to_b.seal(&d, Nonce([n; 24])).unwrap());
+        envelopes.push(bytes.clone());
+        bodies.push(bytes);
+    }
+    write("decode_body", &bodies);
+    write("open_envelope", &envelopes);
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    let sequences: Vec<Vec<u8>> = (0..48)
+        .map(|i| {
+            let mut v = vec![0u8; 64 + 8 * i];
+            rng.fill_bytes(&mut v);
+            v
+        })
+        .collect();
+    write("peer_sequence", &sequences);
+}
+
+/// Runs `target` over its corpus; returns (inputs, inputs that reached the deepest checks).
+fn reach(target: &str, run: fn(&[u8]) -> Reach) -> (usize, usize) {
+    let mut total = 0;
+    let mut deep = 0;
+    let mut files: Vec<_> = std::fs::read_dir(corpus_dir(target))
+        .unwrap_or_else(|e| panic!("no corpus for {target}: {e}"))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        total += 1;
+        if run(&data) == Reach::Deep {
+            deep += 1;
+        }
+    }
+    (total, deep)
+}
+
+#[test]
+fn seed_corpora_reach_the_deepest_checks() {
+    if std::env::var_os("ICEPACT_WRITE_CORPUS").is_some() {
+        regenerate();
+    }
+    for (target, run, at_least_percent) in [
+        (
+            "decode_body",
+            targets::decode_body as fn(&[u8]) -> Reach,
+            90,
+        ),
+        ("open_envelope", targets::open_envelope, 90),
+        ("peer_sequence", targets::peer_sequence, 50),
+    ] {
+        let (total, deep) = reach(target, run);
+        eprintln!("{target}: {deep} of {total} corpus inputs reach the deepest checks");
+        assert!(total >= 32, "{target}: only {total} corpus inputs");
+        assert!(
+            deep * 100 >= total * at_least_percent,
+            "{target}: {deep} of {total} reach the deepest checks, below {at_least_percent} %"
+        );
+    }
+}
