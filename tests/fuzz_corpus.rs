@@ -82,6 +82,23 @@ fn regenerate() {
         })
         .collect();
     write("peer_sequence", &sequences);
+    // The structure-aware targets and the endpoint read their input as choices: random bytes
+    // of a few lengths.
+    for (target, lengths) in [
+        ("decode_body_structured", 128..176),
+        ("open_envelope_structured", 128..176),
+        ("endpoint_sequence", 1024..1072),
+    ] {
+        let inputs: Vec<Vec<u8>> = lengths
+            .step_by(1)
+            .map(|len| {
+                let mut v = vec![0u8; len];
+                rng.fill_bytes(&mut v);
+                v
+            })
+            .collect();
+        write(target, &inputs);
+    }
 }
 
 /// Runs `target` over its corpus; returns (inputs, inputs that reached the deepest checks).
@@ -116,6 +133,17 @@ fn seed_corpora_reach_the_deepest_checks() {
         ),
         ("open_envelope", targets::open_envelope, 90),
         ("peer_sequence", targets::peer_sequence, 50),
+        (
+            "decode_body_structured",
+            targets::decode_body_structured,
+            50,
+        ),
+        (
+            "open_envelope_structured",
+            targets::open_envelope_structured,
+            50,
+        ),
+        ("endpoint_sequence", targets::endpoint_sequence, 50),
     ] {
         let (total, deep) = reach(target, run);
         eprintln!("{target}: {deep} of {total} corpus inputs reach the deepest checks");

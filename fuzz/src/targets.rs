@@ -3,13 +3,16 @@
 //! includes this file. Each returns how far its input got, so that a target that silently
 //! stops reaching its assertions fails that test.
 
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use icepact::wire::{proto, Body, Channel, Limits, Nonce, SecretKey};
+use arbitrary::{Arbitrary, Unstructured};
+use icepact::wire::{self, proto, Body, Channel, Limits, Nonce, SecretKey};
 use icepact::{
-    AgentEvent, AgentId, Candidate, Config, Credentials, Description, Disposition, Event, Output,
-    Peer, PeerSetup, PublicKey, Seed, SessionRef,
+    AgentEvent, AgentId, Candidate, CandidateKind, Config, Credentials, Description, Disposition,
+    Endpoint, EndpointConfig, EndpointOutput, Event, Output, Peer, PeerSetup, PublicKey, Seed,
+    Seen, SessionRef, TcpType, Transport,
 };
 use prost::Message as _;
 
@@ -72,7 +75,11 @@ pub fn open_envelope(data: &[u8]) -> Reach {
 
 /// An envelope from A to B whose sealed plaintext is `plaintext`.
 pub fn wrap(a_to_b: &Channel, plaintext: &[u8]) -> Vec<u8> {
-    let nonce = Nonce([2; 24]);
+    wrap_with(a_to_b, Nonce([2; 24]), plaintext)
+}
+
+/// An envelope from A to B whose sealed plaintext is `plaintext`, under `nonce`.
+fn wrap_with(a_to_b: &Channel, nonce: Nonce, plaintext: &[u8]) -> Vec<u8> {
     proto::Envelope {
         sender: a_to_b.local_key().0.to_vec(),
         recipient: a_to_b.remote_key().0.to_vec(),
@@ -132,16 +139,10 @@ pub fn peer_sequence(data: &[u8]) -> Reach {
         let mut given = Some(now);
         let result = match input.u8() % 8 {
             0 => {
-                // Time passes: milliseconds, or a jump of up to 2^32 s towards the end of
-                // `Instant`'s range (a checked add that fails ends the run).
-                let step = match input.u8() % 4 {
-                    0 => Duration::from_secs(u64::from(input.u32())),
-                    _ => Duration::from_millis(u64::from(input.u16())),
+                let Some(t) = later(&mut input, now) else {
+                    break;
                 };
-                match now.checked_add(step) {
-                    Some(t) => now = t,
-                    None => break,
-                }
+                now = t;
                 given = None;
                 Ok(Disposition::Applied)
             }
@@ -155,19 +156,8 @@ pub fn peer_sequence(data: &[u8]) -> Reach {
                     0 => AgentId(u64::from(input.u16())),
                     _ => peer.agent().unwrap_or(AgentId(0)),
                 };
-                let event = match input.u8() % 8 {
-                    0 => AgentEvent::LocalCandidate(candidate(&mut input)),
-                    1 => AgentEvent::GatheringDone,
-                    2 => AgentEvent::Checking,
-                    3 => AgentEvent::Connected,
-                    4 => AgentEvent::Completed,
-                    5 => AgentEvent::Disconnected,
-                    6 => AgentEvent::Failed,
-                    _ => AgentEvent::Closed,
-                };
-                // Stamped up to ~2 s early: within LATE_INPUT's slack, or an error.
-                let lag = Duration::from_millis(u64::from(input.u16()) % 2_048);
-                let stamp = now.checked_sub(lag).unwrap_or(now);
+                let event = agent_event(&mut input);
+                let stamp = early(&mut input, now);
                 given = Some(stamp);
                 let r = peer.handle_agent_event(stamp, agent, event);
                 applied_report |= r == Ok(Disposition::Applied);
@@ -201,6 +191,23 @@ pub fn peer_sequence(data: &[u8]) -> Reach {
     } else {
         Reach::Shallow
     }
+}
+
+/// Time passes: milliseconds, or a jump of up to 2^32 s towards the end of `Instant`'s range;
+/// `None` past its end (which ends the run).
+fn later(input: &mut Bytes<'_>, now: Instant) -> Option<Instant> {
+    let step = match input.u8() % 4 {
+        0 => Duration::from_secs(u64::from(input.u32())),
+        _ => Duration::from_millis(u64::from(input.u16())),
+    };
+    now.checked_add(step)
+}
+
+/// An agent report's stamp: up to ~2 s before `now`, within LATE_INPUT's slack or beyond it
+/// (an error).
+fn early(input: &mut Bytes<'_>, now: Instant) -> Instant {
+    let lag = Duration::from_millis(u64::from(input.u16()) % 2_048);
+    now.checked_sub(lag).unwrap_or(now)
 }
 
 /// Drains the peer's outputs, checking every state change and the next deadline.
@@ -246,5 +253,521 @@ fn description(input: &mut Bytes<'_>) -> Description {
         candidates: (0..count).map(|_| candidate(input)).collect(),
         end_of_candidates: input.u8().is_multiple_of(4),
         seen: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Structure-aware targets: a valid value is built from the input (`arbitrary`), encoded, and then
+// mutated a few bytes at a time, so that most inputs get past the parsers to the deep checks.
+// ---------------------------------------------------------------------------------------------
+
+/// The characters of ICE credentials and foundations (RFC 8445 `ice-char`).
+const ICE_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/";
+
+/// `true` one time in `n`, and never once the input is used up (so that a short input still
+/// builds a valid value: `Unstructured` answers 0s and lower bounds when it runs dry).
+fn rarely(u: &mut Unstructured<'_>, n: u8) -> arbitrary::Result<bool> {
+    Ok(!u.ratio(n - 1, n)?)
+}
+
+/// Mostly a well-formed ICE string of 1 to `max` characters; one time in 32 any string
+/// (empty, too long or not ASCII).
+fn arb_text(u: &mut Unstructured<'_>, max: usize) -> arbitrary::Result<String> {
+    if rarely(u, 32)? {
+        return String::arbitrary(u);
+    }
+    let len = u.int_in_range(1..=max)?;
+    (0..len)
+        .map(|_| u.choose(ICE_CHARS).map(|&b| char::from(b)))
+        .collect()
+}
+
+fn arb_addr(u: &mut Unstructured<'_>) -> arbitrary::Result<SocketAddr> {
+    let port = u16::arbitrary(u)?;
+    Ok(if u.ratio(3, 4)? {
+        SocketAddr::from((<[u8; 4]>::arbitrary(u)?, port))
+    } else {
+        SocketAddr::from((<[u16; 8]>::arbitrary(u)?, port))
+    })
+}
+
+fn arb_candidate(u: &mut Unstructured<'_>) -> arbitrary::Result<Candidate> {
+    let transport = if u.ratio(1, 4)? {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    let tcp_types = [TcpType::Active, TcpType::Passive, TcpType::SimultaneousOpen];
+    // A TCP type on a TCP candidate, and now and then where it does not belong.
+    let tcp_type = match (transport, rarely(u, 64)?) {
+        (Transport::Tcp, false) | (Transport::Udp, true) => Some(*u.choose(&tcp_types)?),
+        _ => None,
+    };
+    Ok(Candidate {
+        kind: *u.choose(&[
+            CandidateKind::Host,
+            CandidateKind::ServerReflexive,
+            CandidateKind::PeerReflexive,
+            CandidateKind::Relay,
+        ])?,
+        transport,
+        addr: arb_addr(u)?,
+        priority: if rarely(u, 64)? {
+            u32::arbitrary(u)?
+        } else {
+            u32::arbitrary(u)? >> 1
+        },
+        foundation: arb_text(u, 32)?.into(),
+        component: if rarely(u, 64)? {
+            u16::arbitrary(u)?
+        } else {
+            u.int_in_range(1..=2)?
+        },
+        related: if u.arbitrary()? {
+            Some(arb_addr(u)?)
+        } else {
+            None
+        },
+        tcp_type,
+    })
+}
+
+fn arb_session(u: &mut Unstructured<'_>) -> arbitrary::Result<SessionRef> {
+    Ok(SessionRef {
+        epoch: u64::arbitrary(u)?,
+        version: u32::arbitrary(u)?,
+    })
+}
+
+/// A description with arbitrary fields, mostly within what the wire accepts.
+pub fn arb_description(u: &mut Unstructured<'_>) -> arbitrary::Result<Description> {
+    let session = arb_session(u)?;
+    let ack = if u.arbitrary()? {
+        Some(arb_session(u)?)
+    } else {
+        None
+    };
+    let need_reply = u.arbitrary()?;
+    let credentials = Credentials {
+        ufrag: arb_text(u, 32)?.into(),
+        pwd: arb_text(u, 64)?.into(),
+    };
+    let count = u.int_in_range(0..=4)?;
+    let candidates = (0..count)
+        .map(|_| arb_candidate(u))
+        .collect::<arbitrary::Result<_>>()?;
+    let end_of_candidates = u.arbitrary()?;
+    let seen = if u.ratio(1, 4)? {
+        Some(Seen {
+            session: arb_session(u)?,
+            ufrag: arb_text(u, 32)?.into(),
+        })
+    } else {
+        None
+    };
+    Ok(Description {
+        session,
+        ack,
+        need_reply,
+        credentials,
+        candidates,
+        end_of_candidates,
+        seen,
+    })
+}
+
+/// None (half of the time) or up to three byte-level mutations (flip, cut, insert, remove);
+/// whether any was made.
+fn mutate(u: &mut Unstructured<'_>, bytes: &mut Vec<u8>) -> arbitrary::Result<bool> {
+    let n = if u.ratio(1, 2)? {
+        0
+    } else {
+        u.int_in_range(1..=3)?
+    };
+    let mut changed = false;
+    for _ in 0..n {
+        if bytes.is_empty() {
+            break;
+        }
+        let before = bytes.clone();
+        match u.int_in_range(0..=3)? {
+            0 => {
+                let i = u.choose_index(bytes.len())?;
+                bytes[i] ^= u8::arbitrary(u)?.max(1);
+            }
+            1 => {
+                let i = u.choose_index(bytes.len())?;
+                bytes.truncate(i);
+            }
+            2 => {
+                let i = u.choose_index(bytes.len() + 1)?;
+                bytes.insert(i, u8::arbitrary(u)?);
+            }
+            _ => {
+                let i = u.choose_index(bytes.len())?;
+                bytes.remove(i);
+            }
+        }
+        changed |= *bytes != before;
+    }
+    Ok(changed)
+}
+
+/// Builds a body from the input, encodes it and mutates the bytes: an encodable body decodes
+/// to itself, and the mutated bytes go through [`decode_body`]'s checks. Deep: the mutated
+/// bytes decoded (the differential and round-trip checks ran).
+pub fn decode_body_structured(data: &[u8]) -> Reach {
+    let mut u = Unstructured::new(data);
+    let (a_to_b, _) = channels();
+    let Ok(description) = arb_description(&mut u) else {
+        return Reach::Shallow;
+    };
+    let body = Body {
+        sender: a_to_b.local_key(),
+        recipient: a_to_b.remote_key(),
+        description,
+    };
+    let limits = Limits::default();
+    let Ok(mut bytes) = body.encode(&limits) else {
+        return Reach::Shallow;
+    };
+    assert_eq!(
+        Body::decode(&bytes, &limits).as_ref(),
+        Ok(&body),
+        "an encoded body decodes to itself"
+    );
+    if mutate(&mut u, &mut bytes).is_err() {
+        return Reach::Shallow;
+    }
+    decode_body(&bytes)
+}
+
+/// C (`0x3c` × 32), a third key that is neither A nor B.
+fn third() -> &'static (Channel, Channel) {
+    static THIRD: OnceLock<(Channel, Channel)> = OnceLock::new();
+    THIRD.get_or_init(|| {
+        let c = SecretKey::from_bytes([0x3c; 32]);
+        let b = SecretKey::from_bytes([0xa5; 32]);
+        (
+            Channel::new(&c, b.public_key()).expect("fixed valid keys"),
+            Channel::new(&b, c.public_key()).expect("fixed valid keys"),
+        )
+    })
+}
+
+/// The envelope with its header rewritten to claim `sender` → `recipient`.
+fn readdress(envelope: &[u8], sender: PublicKey, recipient: PublicKey) -> Vec<u8> {
+    let mut e = proto::Envelope::decode(envelope).expect("a sealed envelope decodes");
+    e.sender = sender.0.to_vec();
+    e.recipient = recipient.0.to_vec();
+    e.encode_to_vec()
+}
+
+/// Seals a description built from the input under the real keys and opens it, in one of three
+/// ways: the envelope mutated after sealing; the body mutated before sealing (so the box opens
+/// and the body and key-binding checks run on it); or an attack that must be refused with its
+/// own error (a third key claiming to be A, B's own envelope reflected back to B). Whatever
+/// opens seals and opens again to itself; an unmutated envelope opens to what was sealed.
+/// Deep: opened and re-sealed, or an attack refused by the check made for it.
+pub fn open_envelope_structured(data: &[u8]) -> Reach {
+    let (a_to_b, b_from_a) = channels();
+    let mut u = Unstructured::new(data);
+    let Ok(description) = arb_description(&mut u) else {
+        return Reach::Shallow;
+    };
+    let Ok(nonce) = <[u8; 24]>::arbitrary(&mut u).map(Nonce) else {
+        return Reach::Shallow;
+    };
+    let reseal = |d: &Description| {
+        let again = a_to_b
+            .seal(d, Nonce([1; 24]))
+            .expect("an opened description can be sealed");
+        assert_eq!(&b_from_a.open(&again).expect("and opened"), d);
+    };
+    match u.int_in_range(0..=2).unwrap_or(0) {
+        0 => {
+            let Ok(mut envelope) = a_to_b.seal(&description, nonce) else {
+                return Reach::Shallow;
+            };
+            let Ok(mutated) = mutate(&mut u, &mut envelope) else {
+                return Reach::Shallow;
+            };
+            match b_from_a.open(&envelope) {
+                Ok(d) => {
+                    if !mutated {
+                        assert_eq!(d, description, "an envelope opens to what was sealed");
+                    }
+                    reseal(&d);
+                    Reach::Deep
+                }
+                Err(e) => {
+                    assert!(mutated, "a sealed envelope did not open: {e}");
+                    Reach::Shallow
+                }
+            }
+        }
+        1 => {
+            let body = Body {
+                sender: a_to_b.local_key(),
+                recipient: a_to_b.remote_key(),
+                description,
+            };
+            let Ok(mut bytes) = body.encode(&Limits::default()) else {
+                return Reach::Shallow;
+            };
+            let Ok(mutated) = mutate(&mut u, &mut bytes) else {
+                return Reach::Shallow;
+            };
+            match b_from_a.open(&wrap_with(a_to_b, nonce, &bytes)) {
+                Ok(d) => {
+                    if !mutated {
+                        assert_eq!(d, body.description);
+                    }
+                    reseal(&d);
+                    Reach::Deep
+                }
+                Err(e) => {
+                    assert!(mutated, "a sealed body did not open: {e}");
+                    Reach::Shallow
+                }
+            }
+        }
+        _ => {
+            let (c_to_b, _) = third();
+            let (a, b) = (a_to_b.local_key(), a_to_b.remote_key());
+            if u.arbitrary().unwrap_or(false) {
+                // C seals to B and claims to be A: the box does not open under A's key.
+                let Ok(envelope) = c_to_b.seal(&description, nonce) else {
+                    return Reach::Shallow;
+                };
+                let forged = readdress(&envelope, a, b);
+                assert_eq!(b_from_a.open(&forged), Err(wire::Error::Authentication));
+            } else {
+                // B's own envelope to A, readdressed to B: the box opens (the key is the same
+                // both ways), and the keys bound inside give it away.
+                let Ok(envelope) = b_from_a.seal(&description, nonce) else {
+                    return Reach::Shallow;
+                };
+                let reflected = readdress(&envelope, a, b);
+                assert!(
+                    matches!(b_from_a.open(&reflected), Err(wire::Error::Binding(_))),
+                    "a reflected envelope must fail the key binding"
+                );
+            }
+            Reach::Deep
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The multi-peer endpoint.
+// ---------------------------------------------------------------------------------------------
+
+/// Most envelopes in flight, and kept for replays.
+const FLIGHT: usize = 32;
+
+/// Two real [`Endpoint`]s, A and B, talking through an adversarial network driven by the
+/// input: deliveries in any order, losses, replays, envelopes with bytes flipped, cut or
+/// appended, garbage, a third key's forgeries; agent reports naming any agent, stamped a little
+/// in the past; time moving by any amount; restarts, and the remote removed and added again.
+/// Asserts no panic; a refused envelope changes no session; `poll_timeout` always after the
+/// latest `now`; every state change an edge of the table. Deep: both endpoints applied an
+/// envelope, one refused one, and a session was removed and added again.
+pub fn endpoint_sequence(data: &[u8]) -> Reach {
+    let mut input = Bytes(data);
+    let secrets = [
+        SecretKey::from_bytes([0x5a; 32]),
+        SecretKey::from_bytes([0xa5; 32]),
+    ];
+    let keys = [secrets[0].public_key(), secrets[1].public_key()];
+    let start = Instant::now();
+    let seed = input.u8();
+    let floor = u64::from(input.u8());
+    let mut endpoints = secrets.map(|secret| {
+        let tag = secret.public_key().0[0];
+        Endpoint::new(
+            EndpointConfig::default(),
+            secret,
+            floor,
+            Seed::from_bytes([seed ^ tag; 32]),
+        )
+    });
+    // The latest instant each endpoint was given.
+    let (mut now, mut latest) = (start, [start; 2]);
+    let mut flight: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut history: Vec<(usize, Vec<u8>)> = Vec::new();
+    let (mut applied, mut refused, mut re_added) = ([false; 2], false, false);
+    for (i, endpoint) in endpoints.iter_mut().enumerate() {
+        endpoint
+            .add_peer(start, keys[1 - i])
+            .expect("distinct valid keys");
+        drain_endpoint(endpoint, i, latest[i], &mut flight);
+    }
+    while !input.done() {
+        let i = usize::from(input.u8() & 1);
+        let remote = keys[1 - i];
+        // Which endpoint was given which instant, if any.
+        let mut given = Some((i, now));
+        let ok = match input.u8() % 10 {
+            0 => {
+                let Some(t) = later(&mut input, now) else {
+                    break;
+                };
+                now = t;
+                given = None;
+                true
+            }
+            1 => {
+                now = endpoints[i].poll_timeout().unwrap_or(now).max(now);
+                endpoints[i].handle_timeout(now).is_ok()
+            }
+            kind @ 2..=6 => {
+                // Deliver (2, 3), lose (4), replay (5) or corrupt (6) an envelope in flight.
+                let picked = match (kind, flight.len(), history.len()) {
+                    (5, _, h) if h > 0 => Some(history[usize::from(input.u8()) % h].clone()),
+                    (_, f, _) if f > 0 => Some(flight.remove(usize::from(input.u8()) % f)),
+                    _ => None,
+                };
+                if let (Some((to, mut envelope)), false) = (picked, kind == 4) {
+                    if kind == 6 {
+                        corrupt(&mut input, &mut envelope);
+                    }
+                    if history.len() == FLIGHT {
+                        history.remove(0);
+                    }
+                    history.push((to, envelope.clone()));
+                    given = Some((to, now));
+                    let r = deliver(&mut endpoints[to], now, keys[1 - to], &envelope);
+                    applied[to] |= r == Ok(Disposition::Applied);
+                    refused |= r.is_err();
+                    r.is_ok()
+                } else {
+                    // Nothing to deliver, or a loss: no input reached an endpoint.
+                    given = None;
+                    true
+                }
+            }
+            7 => {
+                let agent = match input.u8() % 4 {
+                    0 => AgentId(u64::from(input.u16())),
+                    _ => endpoints[i]
+                        .peer(&remote)
+                        .and_then(Peer::agent)
+                        .unwrap_or(AgentId(0)),
+                };
+                let event = agent_event(&mut input);
+                let stamp = early(&mut input, now);
+                given = Some((i, stamp));
+                endpoints[i]
+                    .handle_agent_event(stamp, remote, agent, event)
+                    .is_ok()
+            }
+            8 => endpoints[i].restart(now, remote).is_ok(),
+            _ => {
+                if input.u8() % 2 == 0 {
+                    // Garbage, or a forgery by a third key claiming to be the remote.
+                    let len = usize::from(input.u8());
+                    let bytes: Vec<u8> = (0..len).map(|_| input.u8()).collect();
+                    let r = deliver(&mut endpoints[i], now, remote, &bytes);
+                    refused |= r.is_err();
+                    given = None;
+                    true
+                } else if endpoints[i].peer(&remote).is_some() {
+                    endpoints[i].remove_peer(now, remote).is_ok()
+                } else {
+                    let r = endpoints[i].add_peer(now, remote);
+                    re_added |= r.is_ok();
+                    r.is_ok()
+                }
+            }
+        };
+        if let (true, Some((j, t))) = (ok, given) {
+            latest[j] = latest[j].max(t);
+        }
+        for (j, endpoint) in endpoints.iter_mut().enumerate() {
+            drain_endpoint(endpoint, j, latest[j], &mut flight);
+        }
+    }
+    if applied == [true; 2] && refused && re_added {
+        Reach::Deep
+    } else {
+        Reach::Shallow
+    }
+}
+
+/// Hands `envelope` to `endpoint` and checks that a refusal left the session with `remote`
+/// exactly as it was.
+fn deliver(
+    endpoint: &mut Endpoint,
+    now: Instant,
+    remote: PublicKey,
+    envelope: &[u8],
+) -> Result<Disposition, icepact::Refusal> {
+    let before = endpoint.peer(&remote).cloned();
+    let r = endpoint.handle_envelope(now, envelope);
+    if let Err(refusal) = &r {
+        assert_eq!(
+            endpoint.peer(&remote),
+            before.as_ref(),
+            "refused ({refusal}) and yet the session changed"
+        );
+    }
+    r
+}
+
+/// Flips, cuts or extends an envelope.
+fn corrupt(input: &mut Bytes<'_>, envelope: &mut Vec<u8>) {
+    if envelope.is_empty() {
+        return;
+    }
+    let at = usize::from(input.u16()) % envelope.len();
+    match input.u8() % 3 {
+        0 => envelope[at] ^= input.u8().max(1),
+        1 => envelope.truncate(at),
+        _ => envelope.extend((0..=input.u8() % 8).map(|_| input.u8())),
+    }
+}
+
+fn agent_event(input: &mut Bytes<'_>) -> AgentEvent {
+    match input.u8() % 8 {
+        0 => AgentEvent::LocalCandidate(candidate(input)),
+        1 => AgentEvent::GatheringDone,
+        2 => AgentEvent::Checking,
+        3 => AgentEvent::Connected,
+        4 => AgentEvent::Completed,
+        5 => AgentEvent::Disconnected,
+        6 => AgentEvent::Failed,
+        _ => AgentEvent::Closed,
+    }
+}
+
+/// Moves endpoint `i`'s envelopes into flight (the oldest lost when full) and checks its
+/// state changes and next deadline.
+fn drain_endpoint(
+    endpoint: &mut Endpoint,
+    i: usize,
+    latest: Instant,
+    flight: &mut Vec<(usize, Vec<u8>)>,
+) {
+    while let Some(out) = endpoint.poll_output() {
+        match out {
+            EndpointOutput::Transmit { envelope, .. } => {
+                if flight.len() == FLIGHT {
+                    flight.remove(0);
+                }
+                flight.push((1 - i, envelope));
+            }
+            EndpointOutput::Event {
+                event: Event::StateChanged { from, to, .. },
+                ..
+            } => assert!(icepact::state::is_edge(from, to), "{from} -> {to}"),
+            _ => {}
+        }
+    }
+    if let Some(t) = endpoint.poll_timeout() {
+        assert!(
+            t > latest,
+            "poll_timeout {t:?} not after the latest now {latest:?}"
+        );
     }
 }
