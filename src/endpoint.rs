@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::error::{Disposition, Error};
 use crate::guard::{nonce_of, InboundLimits, PeerStats, RateLimiter, ReplayCache};
 use crate::keys::PublicKey;
-use crate::peer::{Event, Output, Peer, PeerSetup};
+use crate::peer::{late_input, Event, Output, Peer, PeerSetup};
 use crate::rng::Seed;
 use crate::wire::{self, Channel, Header, Limits, Nonce, SecretKey};
 
@@ -28,17 +28,20 @@ pub struct EndpointConfig {
     pub limits: InboundLimits,
 }
 
+/// A sealed envelope to publish on the signaling backend, polled from
+/// [`Endpoint::poll_transmit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// The recipient.
+    pub to: PublicKey,
+    /// The sealed envelope.
+    pub envelope: Vec<u8>,
+}
+
 /// Work the embedding must carry out, polled from [`Endpoint::poll_output`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EndpointOutput {
-    /// Publish this sealed envelope to `to` on the signaling backend.
-    Transmit {
-        /// The recipient.
-        to: PublicKey,
-        /// The sealed envelope.
-        envelope: Vec<u8>,
-    },
     /// Pass this command to the ICE agent of the session with `remote`.
     Agent {
         /// The remote peer.
@@ -131,9 +134,16 @@ struct Session {
 /// - [`add_peer`](Endpoint::add_peer), [`remove_peer`](Endpoint::remove_peer),
 ///   [`restart`](Endpoint::restart): commands of the embedding, at any time.
 ///
-/// *Outputs*: after every input, drain [`poll_output`](Endpoint::poll_output) (sealed envelopes
-/// to publish, agent commands, events, each naming its remote), then call
-/// [`handle_timeout`](Endpoint::handle_timeout) at [`poll_timeout`](Endpoint::poll_timeout).
+/// *Outputs*: after every input, drain [`poll_output`](Endpoint::poll_output) (agent commands
+/// and events, each naming its remote) and carry them out, feed what the agents report back,
+/// and when that settles drain [`poll_transmit`](Endpoint::poll_transmit) (sealed envelopes to
+/// publish); then call [`handle_timeout`](Endpoint::handle_timeout) at
+/// [`poll_timeout`](Endpoint::poll_timeout).
+///
+/// Envelopes wait for [`poll_transmit`](Endpoint::poll_transmit) one per remote: a newer
+/// description for the same remote replaces one not yet polled (rule SUPERSEDED_SEND). An
+/// embedding that feeds the agents' immediate reports (a candidate, the end of gathering)
+/// before polling envelopes sends one description where it would send three.
 ///
 /// The endpoint reads no clock and no global RNG: envelope nonces and the sessions' seeds come
 /// from the [`Seed`] given to [`Endpoint::new`].
@@ -150,6 +160,12 @@ pub struct Endpoint {
     /// remote removed and added again starts above its old epochs (rule EPOCH_ORDER).
     next_floor: u64,
     queue: VecDeque<EndpointOutput>,
+    /// The newest sealed envelope for each remote, not yet polled (rule SUPERSEDED_SEND).
+    transmits: BTreeMap<PublicKey, Vec<u8>>,
+    /// The latest `now` a session took: a late input is taken at it by every session (rule
+    /// LATE_INPUT across the endpoint), so that no session arms a timer before a `now` the
+    /// endpoint was given, even one whose own clock is behind (it had nothing due).
+    latest: Option<Instant>,
 }
 
 impl Endpoint {
@@ -168,6 +184,8 @@ impl Endpoint {
             rng: ChaCha20Rng::from_seed(seed.to_bytes()),
             next_floor: epoch_floor,
             queue: VecDeque::new(),
+            transmits: BTreeMap::new(),
+            latest: None,
         }
     }
 
@@ -186,6 +204,7 @@ impl Endpoint {
         if self.sessions.contains_key(&remote) {
             return Err(EndpointError::PeerExists(remote));
         }
+        let now = self.clock(now)?;
         let limits = Limits {
             max_envelope_len: self.config.limits.max_envelope_len,
             max_candidates: self.config.peer.max_candidates,
@@ -202,6 +221,7 @@ impl Endpoint {
             },
             now,
         )?;
+        self.tick(now);
         self.sessions.insert(
             remote,
             Session {
@@ -220,12 +240,14 @@ impl Endpoint {
     /// `remote` are refused from now on. A session added again later starts above every epoch
     /// this one used.
     pub fn remove_peer(&mut self, now: Instant, remote: PublicKey) -> Result<(), EndpointError> {
+        let now = self.clock(now)?;
         let session = self
             .sessions
             .get_mut(&remote)
             .ok_or(EndpointError::UnknownPeer(remote))?;
         let used = session.peer.local_session().map(|s| s.epoch);
         session.peer.close(now)?;
+        self.tick(now);
         self.drain(remote);
         self.sessions.remove(&remote);
         if let Some(epoch) = used {
@@ -236,8 +258,10 @@ impl Endpoint {
 
     /// Restarts the session with `remote` (new epoch, credentials and agent).
     pub fn restart(&mut self, now: Instant, remote: PublicKey) -> Result<(), EndpointError> {
+        let now = self.clock(now)?;
         let session = self.session_mut(remote)?;
         session.peer.restart(now)?;
+        self.tick(now);
         self.drain(remote);
         Ok(())
     }
@@ -263,11 +287,22 @@ impl Endpoint {
             self.unrouted.misrouted += 1;
             return Err(Refusal::NotForUs);
         }
+        let clock = self.clock(now);
         let Some(session) = self.sessions.get_mut(&header.sender) else {
             self.unrouted.misrouted += 1;
             return Err(Refusal::UnknownSender(header.sender));
         };
+        let now = match clock {
+            Ok(t) => t,
+            Err(e) => {
+                session.stats.rejected += 1;
+                return Err(Refusal::Rejected(e));
+            }
+        };
         let result = session.inbound(now, envelope);
+        if result.is_ok() {
+            self.tick(now);
+        }
         self.drain(header.sender);
         result
     }
@@ -280,8 +315,12 @@ impl Endpoint {
         agent: AgentId,
         event: AgentEvent,
     ) -> Result<Disposition, EndpointError> {
+        let now = self.clock(now)?;
         let session = self.session_mut(remote)?;
         let result = session.peer.handle_agent_event(now, agent, event);
+        if result.is_ok() {
+            self.tick(now);
+        }
         self.drain(remote);
         Ok(result?)
     }
@@ -289,6 +328,9 @@ impl Endpoint {
     /// Fires the timers due at `now` in every session. A session that refuses the time (it
     /// went backwards) is skipped; the first such error is returned after all were tried.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), EndpointError> {
+        let now = self.clock(now)?;
+        // Every session's timers are now either fired or later than `now`.
+        self.tick(now);
         let due: Vec<PublicKey> = self
             .sessions
             .iter()
@@ -307,9 +349,16 @@ impl Endpoint {
         first.map_or(Ok(()), |e| Err(e.into()))
     }
 
-    /// The next piece of work, or `None` when drained.
+    /// The next agent command or event, or `None` when drained.
     pub fn poll_output(&mut self) -> Option<EndpointOutput> {
         self.queue.pop_front()
+    }
+
+    /// The next sealed envelope to publish (in order of remote key), or `None` when drained:
+    /// the newest description for each remote that has one waiting.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let (to, envelope) = self.transmits.pop_first()?;
+        Some(Transmit { to, envelope })
     }
 
     /// When [`handle_timeout`](Endpoint::handle_timeout) should be called next: the earliest
@@ -342,7 +391,7 @@ impl Endpoint {
         self.unrouted
     }
 
-    /// Records that the embedding could not publish a [`EndpointOutput::Transmit`] to `to`
+    /// Records that the embedding could not publish a [`Transmit`] to `to`
     /// (the backend refused it, its queue was full), so that the session's
     /// [`PeerStats::send_failed`] counts every lost send. The session re-sends what is not
     /// acknowledged, so nothing else is needed.
@@ -351,6 +400,17 @@ impl Endpoint {
             s.stats.sent = s.stats.sent.saturating_sub(1);
             s.stats.send_failed += 1;
         }
+    }
+
+    /// The instant an input stamped `now` is taken at (rule LATE_INPUT, against the latest
+    /// `now` any session took).
+    fn clock(&self, now: Instant) -> Result<Instant, Error> {
+        late_input(self.latest, now, self.config.peer.max_input_lag)
+    }
+
+    /// Records that a session took `now`.
+    fn tick(&mut self, now: Instant) {
+        self.latest = Some(self.latest.map_or(now, |l| l.max(now)));
     }
 
     fn session_mut(&mut self, remote: PublicKey) -> Result<&mut Session, EndpointError> {
@@ -366,22 +426,30 @@ impl Endpoint {
         };
         while let Some(out) = session.peer.poll_output() {
             let out = match out {
-                Output::Send(d) => match session.channel.seal(&d, Nonce::random(&mut self.rng)) {
-                    Ok(envelope) => {
-                        session.stats.sent += 1;
-                        EndpointOutput::Transmit {
-                            to: remote,
-                            envelope,
+                Output::Send(d) => {
+                    match session.channel.seal(&d, Nonce::random(&mut self.rng)) {
+                        Ok(envelope) => {
+                            session.stats.sent += 1;
+                            // Rule SUPERSEDED_SEND: descriptions are cumulative (each carries
+                            // the session, the credentials, every candidate gathered so far and
+                            // the newest acknowledgement), so one not yet handed to the backend
+                            // tells the remote nothing the newer one does not. The model
+                            // checker's links make the same replacement in flight (a send to a
+                            // full link loses the older description).
+                            if self.transmits.insert(remote, envelope).is_some() {
+                                session.stats.sent -= 1;
+                                session.stats.superseded += 1;
+                            }
+                        }
+                        Err(_) => {
+                            // A description the wire cannot carry (more candidates than its
+                            // limits): counted; the session re-sends, and the remote's
+                            // acknowledgements stay where they are.
+                            session.stats.send_failed += 1;
                         }
                     }
-                    Err(_) => {
-                        // A description the wire cannot carry (more candidates than its limits):
-                        // counted; the session re-sends, and the remote's acknowledgements stay
-                        // where they are.
-                        session.stats.send_failed += 1;
-                        continue;
-                    }
-                },
+                    continue;
+                }
                 Output::Agent(command) => EndpointOutput::Agent { remote, command },
                 Output::Event(event) => EndpointOutput::Event { remote, event },
             };

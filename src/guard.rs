@@ -63,8 +63,11 @@ pub struct PeerStats {
     pub replayed: u64,
     /// Addressed to another key, or from a sender we have no peer for.
     pub misrouted: u64,
-    /// Descriptions sealed and handed to the backend (and not reported failed since).
+    /// Descriptions sealed for the backend (and not superseded or reported failed since).
     pub sent: u64,
+    /// Descriptions replaced by a newer one for the same remote before they were polled
+    /// (rule SUPERSEDED_SEND): never sent, and nothing lost.
+    pub superseded: u64,
     /// Descriptions that could not be sealed or published (reported with
     /// [`Endpoint::transmit_failed`](crate::Endpoint::transmit_failed)).
     pub send_failed: u64,

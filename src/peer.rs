@@ -46,6 +46,26 @@ fn take_due(slot: &mut Option<Instant>, now: Instant) -> bool {
     due
 }
 
+/// Rule LATE_INPUT: an input stamped a little before the latest `now` (another thread's clock
+/// reading) happened, as far as we can tell, at the latest `now`; refusing it would lose an
+/// agent report for good (agents never repeat them). One stamped more than `max_lag` before it
+/// means the clock went backwards. Returns the instant the input is taken at.
+pub(crate) fn late_input(
+    latest: Option<Instant>,
+    now: Instant,
+    max_lag: Duration,
+) -> Result<Instant, Error> {
+    match latest {
+        Some(last) if now < last => {
+            if last.duration_since(now) > max_lag {
+                return Err(Error::TimeWentBackwards);
+            }
+            Ok(last)
+        }
+        _ => Ok(now),
+    }
+}
+
 /// The session state machine for one remote peer, in sans-IO style.
 ///
 /// # Contract
@@ -655,18 +675,7 @@ impl Peer {
 
     /// Checks the clock and fires due timers; returns the `now` the input is applied at.
     fn advance(&mut self, now: Instant) -> Result<Instant, Error> {
-        let now = match self.last_now {
-            // Rule LATE_INPUT: an input stamped a little before the latest `now` (another
-            // thread's clock reading) happened, as far as we can tell, now; refusing it would
-            // lose an agent report for good (agents never repeat them).
-            Some(last) if now < last => {
-                if last.duration_since(now) > self.config.max_input_lag {
-                    return Err(Error::TimeWentBackwards);
-                }
-                last
-            }
-            _ => now,
-        };
+        let now = late_input(self.last_now, now, self.config.max_input_lag)?;
         self.last_now = Some(now);
         // Rate limits that have passed are forgotten, so that equal histories give equal peers.
         take_due(&mut self.hint_after, now);

@@ -73,10 +73,6 @@ impl Mesh {
         for local in keys {
             while let Some(out) = self.endpoints.get_mut(&local).unwrap().poll_output() {
                 match out {
-                    EndpointOutput::Transmit { to, envelope } => {
-                        self.sent.push((to, envelope.clone()));
-                        self.wire.push_back((to, envelope));
-                    }
                     EndpointOutput::Agent { remote, command } => {
                         let agent = self
                             .agents
@@ -89,6 +85,10 @@ impl Mesh {
                     EndpointOutput::Event { .. } => {}
                     other => panic!("unknown output {other:?}"),
                 }
+            }
+            while let Some(t) = self.endpoints.get_mut(&local).unwrap().poll_transmit() {
+                self.sent.push((t.to, t.envelope.clone()));
+                self.wire.push_back((t.to, t.envelope));
             }
         }
     }
@@ -298,13 +298,7 @@ fn envelopes_are_checked_before_they_reach_a_session() {
 
     // Node 5 has no session with 1: its envelopes are refused by sender.
     m.ep(5).add_peer(now, k1).unwrap();
-    let from_5 = loop {
-        match m.ep(5).poll_output() {
-            Some(EndpointOutput::Transmit { envelope, .. }) => break envelope,
-            Some(_) => continue,
-            None => panic!("5 sends to 1"),
-        }
-    };
+    let from_5 = m.ep(5).poll_transmit().expect("5 sends to 1").envelope;
     assert_eq!(
         m.ep(1).handle_envelope(now, &from_5),
         Err(Refusal::UnknownSender(k5))
@@ -316,11 +310,10 @@ fn envelopes_are_checked_before_they_reach_a_session() {
     let mut limited = 0;
     for _ in 0..(limit * 2) {
         m.ep(2).restart(now, k1).unwrap();
-        while let Some(out) = m.ep(2).poll_output() {
-            if let EndpointOutput::Transmit { envelope, .. } = out {
-                if m.ep(1).handle_envelope(now, &envelope) == Err(Refusal::RateLimited) {
-                    limited += 1;
-                }
+        while m.ep(2).poll_output().is_some() {}
+        while let Some(t) = m.ep(2).poll_transmit() {
+            if m.ep(1).handle_envelope(now, &t.envelope) == Err(Refusal::RateLimited) {
+                limited += 1;
             }
         }
     }

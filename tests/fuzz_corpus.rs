@@ -154,3 +154,42 @@ fn seed_corpora_reach_the_deepest_checks() {
         );
     }
 }
+
+/// Inputs on which a fuzzer once found a failure (`fuzz/regressions/<target>/`, each named
+/// after what it found) pass now.
+///
+/// - `endpoint_sequence/late-input-behind-the-endpoint-clock`: an endpoint was given a `now`
+///   that none of its sessions had a timer before, then an agent report stamped 1.4 s earlier
+///   (within LATE_INPUT's slack); the session took it at its own older clock and armed a
+///   timer before the endpoint's latest `now`. The endpoint now applies LATE_INPUT against
+///   the latest `now` it was given.
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut ran = 0;
+    for (target, run) in [
+        (
+            "endpoint_sequence",
+            targets::endpoint_sequence as fn(&[u8]) -> Reach,
+        ),
+        ("peer_sequence", targets::peer_sequence),
+        ("decode_body", targets::decode_body),
+        ("open_envelope", targets::open_envelope),
+        ("decode_body_structured", targets::decode_body_structured),
+        (
+            "open_envelope_structured",
+            targets::open_envelope_structured,
+        ),
+    ] {
+        let Ok(entries) = std::fs::read_dir(dir.join(target)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            eprintln!("{}", path.display());
+            run(&std::fs::read(&path).unwrap());
+            ran += 1;
+        }
+    }
+    assert!(ran >= 1, "no regression input found");
+}

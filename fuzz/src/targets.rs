@@ -750,19 +750,19 @@ fn drain_endpoint(
     flight: &mut Vec<(usize, Vec<u8>)>,
 ) {
     while let Some(out) = endpoint.poll_output() {
-        match out {
-            EndpointOutput::Transmit { envelope, .. } => {
-                if flight.len() == FLIGHT {
-                    flight.remove(0);
-                }
-                flight.push((1 - i, envelope));
-            }
-            EndpointOutput::Event {
-                event: Event::StateChanged { from, to, .. },
-                ..
-            } => assert!(icepact::state::is_edge(from, to), "{from} -> {to}"),
-            _ => {}
+        if let EndpointOutput::Event {
+            event: Event::StateChanged { from, to, .. },
+            ..
+        } = out
+        {
+            assert!(icepact::state::is_edge(from, to), "{from} -> {to}");
         }
+    }
+    while let Some(t) = endpoint.poll_transmit() {
+        if flight.len() == FLIGHT {
+            flight.remove(0);
+        }
+        flight.push((1 - i, t.envelope));
     }
     if let Some(t) = endpoint.poll_timeout() {
         assert!(

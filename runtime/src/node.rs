@@ -17,7 +17,7 @@ use icepact::wire::SecretKey;
 use icepact::{
     AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Endpoint,
     EndpointConfig, EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Role,
-    Seed, SessionRef,
+    Seed, SessionRef, Transmit,
 };
 
 /// Most passes over the agents in one drive before yielding (each pass makes progress; this
@@ -597,6 +597,7 @@ impl<F: AgentFactory> Driver<F> {
             }
         }
         self.outputs(now);
+        self.transmits();
         self.agents.clear();
         self.publish_status();
     }
@@ -624,17 +625,25 @@ impl<F: AgentFactory> Driver<F> {
             }
         }
         self.outputs(now);
+        // Envelopes last: the agents' immediate reports (candidates, the end of gathering) are
+        // in the descriptions by now, so each remote gets one where it would get several
+        // (rule SUPERSEDED_SEND).
+        self.transmits();
+    }
+
+    /// Hands every waiting envelope to the publisher.
+    fn transmits(&mut self) {
+        while let Some(Transmit { to, envelope }) = self.endpoint.poll_transmit() {
+            if self.ctx.publish.try_send((to, envelope)).is_err() {
+                self.endpoint.transmit_failed(&to);
+            }
+        }
     }
 
     /// Carries out every queued output of the endpoint, in order.
     fn outputs(&mut self, now: Instant) {
         while let Some(output) = self.endpoint.poll_output() {
             match output {
-                EndpointOutput::Transmit { to, envelope } => {
-                    if self.ctx.publish.try_send((to, envelope)).is_err() {
-                        self.endpoint.transmit_failed(&to);
-                    }
-                }
                 EndpointOutput::Agent { remote, command } => {
                     self.agent_command(now, remote, command);
                 }

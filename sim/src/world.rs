@@ -827,6 +827,10 @@ impl World {
         while let Some(o) = endpoint.poll_output() {
             outputs.push(o);
         }
+        let mut transmits = Vec::new();
+        while let Some(t) = endpoint.poll_transmit() {
+            transmits.push(t);
+        }
         // After an input stamped a little early (rule LATE_INPUT) a timer may fall between the
         // peer's latest `now` and the simulator's: it is due now.
         let wake = endpoint.poll_timeout().map(|t| (t - base()).max(now));
@@ -835,12 +839,12 @@ impl World {
             self.schedule(t, Ev::Wake { node: n, gen });
         }
         let mut commanded = BTreeSet::new();
+        for t in transmits {
+            let r = self.index[&t.to];
+            self.publish(n, r, t.envelope);
+        }
         for o in outputs {
             match o {
-                EndpointOutput::Transmit { to, envelope } => {
-                    let r = self.index[&to];
-                    self.publish(n, r, envelope);
-                }
                 EndpointOutput::Agent { remote, command } => {
                     let r = self.index[&remote];
                     commanded.insert(r);
