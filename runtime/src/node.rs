@@ -1,7 +1,7 @@
 //! The node driver: one task per node running an [`Endpoint`] (one [`Peer`](icepact::Peer) per
 //! remote) and an ICE agent per session, in the style of quinn's `ConnectionDriver`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +13,7 @@ use tracing::{debug, info, info_span, warn, Span};
 use crate::agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgents};
 use crate::backend::{Backend, BackendEvent, Subscription};
 use crate::Error;
-use icepact::wire::SecretKey;
+use icepact::wire::{Header, Limits, SecretKey};
 use icepact::{
     AgentCommand, AgentEvent, AgentId, Candidate, Config, ConnectionState, Endpoint,
     EndpointConfig, EndpointOutput, Event, InboundLimits, PeerStats, PublicKey, RestartCause, Role,
@@ -248,6 +248,7 @@ impl Node {
                 events_dropped: 0,
             },
             status: status_tx,
+            dirty: remotes.iter().copied().collect(),
         };
         let span = info_span!("node", local = ?local);
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -547,6 +548,9 @@ struct Driver<F: AgentFactory> {
     inbound: mpsc::Sender<Inbound<F>>,
     ctx: Ctx,
     status: watch::Sender<NodeStatus>,
+    /// Sessions whose status may have changed since it was last published: only these are
+    /// rebuilt and compared (a node with hundreds of peers handles thousands of inputs).
+    dirty: BTreeSet<PublicKey>,
 }
 
 impl<F: AgentFactory> Driver<F> {
@@ -585,7 +589,10 @@ impl<F: AgentFactory> Driver<F> {
                     self.input(Instant::now(), remote, agent, input);
                 }
                 // None once the publisher ended (never before the driver): then disabled.
-                Some(to) = failed.recv() => self.endpoint.transmit_failed(&to),
+                Some(to) = failed.recv() => {
+                    self.endpoint.transmit_failed(&to);
+                    self.dirty.insert(to);
+                }
                 () = sleep_until(deadline) => self.timeout(Instant::now()),
             }
         }
@@ -611,6 +618,7 @@ impl<F: AgentFactory> Driver<F> {
                 let _span = slot.span.clone().entered();
                 while let Some((id, event)) = slot.next_event() {
                     moved = true;
+                    self.dirty.insert(*remote);
                     match self
                         .endpoint
                         .handle_agent_event(now, *remote, id, event.clone())
@@ -634,6 +642,7 @@ impl<F: AgentFactory> Driver<F> {
     /// Hands every waiting envelope to the publisher.
     fn transmits(&mut self) {
         while let Some(Transmit { to, envelope }) = self.endpoint.poll_transmit() {
+            self.dirty.insert(to);
             if self.ctx.publish.try_send((to, envelope)).is_err() {
                 self.endpoint.transmit_failed(&to);
             }
@@ -686,16 +695,23 @@ impl<F: AgentFactory> Driver<F> {
 
     fn timeout(&mut self, now: Instant) {
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            let due = self
+                .endpoint
+                .peers()
+                .filter(|(_, p)| p.poll_timeout().is_some_and(|t| t <= now))
+                .map(|(k, _)| *k);
+            self.dirty.extend(due);
             if let Err(e) = self.endpoint.handle_timeout(now) {
                 warn!(error = %e, "handle_timeout");
             }
         }
-        for slot in self.agents.values_mut() {
+        for (remote, slot) in &mut self.agents {
             let span = slot.span.clone();
             if let Some(agent) = slot.running_mut() {
                 if agent.poll_timeout().is_some_and(|t| t <= now) {
                     let _span = span.entered();
                     agent.handle_timeout(now);
+                    self.dirty.insert(*remote);
                 }
             }
         }
@@ -703,6 +719,15 @@ impl<F: AgentFactory> Driver<F> {
 
     fn command(&mut self, c: Command) {
         let now = Instant::now();
+        match &c {
+            Command::Send { to: remote, .. }
+            | Command::Restart { remote, .. }
+            | Command::AddPeer { remote, .. }
+            | Command::RemovePeer { remote, .. } => {
+                self.dirty.insert(*remote);
+            }
+            Command::Shutdown => {}
+        }
         match c {
             Command::Send { to, data, reply } => {
                 let result = match self.agents.get_mut(&to) {
@@ -752,6 +777,7 @@ impl<F: AgentFactory> Driver<F> {
         let Some(slot) = self.agents.get_mut(&remote) else {
             return;
         };
+        self.dirty.insert(remote);
         let _span = slot.span.clone().entered();
         let Some((_, Made::Running(agent, _))) = slot
             .agent
@@ -770,6 +796,7 @@ impl<F: AgentFactory> Driver<F> {
         let Some(slot) = self.agents.get_mut(&remote) else {
             return;
         };
+        self.dirty.insert(remote);
         let _span = slot.span.clone().entered();
         debug!(?command, "agent command");
         let create = match &command {
@@ -860,45 +887,75 @@ impl<F: AgentFactory> Driver<F> {
 
     /// The endpoint checks, opens and applies it; what it refuses is counted in its stats.
     fn envelope(&mut self, now: Instant, bytes: &[u8]) {
+        // The claimed sender's counters change whatever becomes of it.
+        if let Ok(header) = Header::peek(bytes, &Limits::default()) {
+            self.dirty.insert(header.sender);
+        }
         if let Err(refusal) = self.endpoint.handle_envelope(now, bytes) {
             debug!(%refusal, "envelope refused");
         }
     }
 
+    /// Publishes the node's status: the sessions marked dirty are rebuilt and compared, the
+    /// others are left as they are; watchers wake only on a change.
     fn publish_status(&mut self) {
-        let peers = self
-            .endpoint
-            .peers()
-            .map(|(k, peer)| {
-                let agent = self.agents.get(k).and_then(Slot::running);
-                let status = PeerStatus {
-                    state: peer.state(),
-                    restarts: peer.restarts(),
-                    local_session: peer.local_session(),
-                    remote_session: peer.remote_session(),
-                    local_addr: agent.and_then(|a| a.local_addr()),
-                    selected: agent.and_then(|a| a.selected()),
-                    local_candidates: peer.local_candidates().to_vec(),
-                    stats: self.endpoint.stats(k).unwrap_or_default(),
-                };
-                (*k, status)
-            })
+        let updates: Vec<(PublicKey, Option<PeerStatus>)> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|k| (k, self.peer_status_now(&k)))
             .collect();
-        let status = NodeStatus {
-            peers,
-            unrouted: self.endpoint.unrouted(),
-            subscribed: self.ctx.subscribed,
-            backend_losses: self.ctx.backend_losses,
-            events_dropped: self.ctx.events_dropped,
-        };
+        let unrouted = self.endpoint.unrouted();
+        let ctx = &self.ctx;
         self.status.send_if_modified(|old| {
-            if *old == status {
-                false
-            } else {
-                *old = status;
-                true
+            let mut changed = false;
+            for (k, status) in updates {
+                match status {
+                    Some(s) if old.peers.get(&k) != Some(&s) => {
+                        old.peers.insert(k, s);
+                        changed = true;
+                    }
+                    Some(_) => {}
+                    None => changed |= old.peers.remove(&k).is_some(),
+                }
             }
+            let fields = (
+                unrouted,
+                ctx.subscribed,
+                ctx.backend_losses,
+                ctx.events_dropped,
+            );
+            if (
+                old.unrouted,
+                old.subscribed,
+                old.backend_losses,
+                old.events_dropped,
+            ) != fields
+            {
+                (
+                    old.unrouted,
+                    old.subscribed,
+                    old.backend_losses,
+                    old.events_dropped,
+                ) = fields;
+                changed = true;
+            }
+            changed
         });
+    }
+
+    /// The status of the session with `remote` as it is now, if it exists.
+    fn peer_status_now(&self, remote: &PublicKey) -> Option<PeerStatus> {
+        let peer = self.endpoint.peer(remote)?;
+        let agent = self.agents.get(remote).and_then(Slot::running);
+        Some(PeerStatus {
+            state: peer.state(),
+            restarts: peer.restarts(),
+            local_session: peer.local_session(),
+            remote_session: peer.remote_session(),
+            local_addr: agent.and_then(|a| a.local_addr()),
+            selected: agent.and_then(|a| a.selected()),
+            local_candidates: peer.local_candidates().to_vec(),
+            stats: self.endpoint.stats(remote).unwrap_or_default(),
+        })
     }
 }
 
