@@ -3,11 +3,12 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::ice::{IceSession, UdpInput};
+use crate::ice::{IceSession, NodeSockets, UdpInput};
 use icepact::{AgentEvent, AgentId, Candidate, Credentials, PublicKey, Role};
 
 /// An ICE agent of one session, driven by the node's task (it is never shared between
@@ -137,30 +138,74 @@ impl<I: Send + 'static> AgentInbound<I> {
     }
 }
 
-/// The built-in agents: str0m's sans-IO ICE agent (`is`) on UDP sockets bound to `bind_ip`, or
-/// for an unspecified address one socket per local interface address. Each socket is a host
-/// candidate; each STUN server that answers from a socket adds a server-reflexive one.
-#[derive(Clone, Debug)]
+/// The built-in agents: str0m's sans-IO ICE agent (`is`), one per session, all on the node's
+/// UDP sockets: one bound to `bind_ip`, or for an unspecified address one per local interface
+/// address. Each socket is a host candidate; each STUN server that answers from a socket adds
+/// a server-reflexive one. The sockets are bound when the first agent is made (a failure is
+/// that agent's error, and the next agent tries again) and live as long as the factory.
+/// Datagrams are routed to their session by the STUN request's USERNAME, by the transaction id
+/// of a response, or by the source address, as str0m does.
+#[derive(Clone)]
 pub struct UdpAgents {
-    /// The address the sockets bind to.
-    pub bind_ip: IpAddr,
-    /// STUN servers asked for server-reflexive candidates (each socket asks the servers of its
-    /// address family).
-    pub stun_servers: Vec<SocketAddr>,
+    bind_ip: IpAddr,
+    stun_servers: Vec<SocketAddr>,
+    sockets: Option<Arc<NodeSockets>>,
+}
+
+impl std::fmt::Debug for UdpAgents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpAgents")
+            .field("bind_ip", &self.bind_ip)
+            .field("stun_servers", &self.stun_servers)
+            .field(
+                "sockets",
+                &self
+                    .sockets
+                    .as_ref()
+                    .map(|s| s.local_addrs().collect::<Vec<_>>()),
+            )
+            .finish()
+    }
+}
+
+impl UdpAgents {
+    /// Agents on sockets bound to `bind_ip`, asking `stun_servers` (each socket the servers of
+    /// its address family) for server-reflexive candidates.
+    pub fn new(bind_ip: IpAddr, stun_servers: Vec<SocketAddr>) -> UdpAgents {
+        UdpAgents {
+            bind_ip,
+            stun_servers,
+            sockets: None,
+        }
+    }
+
+    /// The addresses of the node's sockets, once bound.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.local_addrs().collect())
+    }
 }
 
 impl AgentFactory for UdpAgents {
     type Agent = UdpAgent;
 
     fn create(&mut self, p: AgentParams<UdpInput>) -> io::Result<UdpAgent> {
-        IceSession::new(
+        let sockets = match &self.sockets {
+            Some(s) => Arc::clone(s),
+            None => {
+                let s = Arc::new(NodeSockets::bind(self.bind_ip)?);
+                self.sockets = Some(Arc::clone(&s));
+                s
+            }
+        };
+        Ok(UdpAgent(IceSession::new(
             &p.credentials,
             p.role,
-            self.bind_ip,
+            sockets,
             &self.stun_servers,
             p.inbound,
-        )
-        .map(UdpAgent)
+        )))
     }
 }
 

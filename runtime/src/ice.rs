@@ -1,16 +1,21 @@
-//! A real ICE agent (str0m's sans-IO [`is::IceAgent`]) on UDP sockets of its own: one bound to
-//! the configured address, or, for an unspecified address (`0.0.0.0`, `::`), one per local
-//! interface address of that family, each a host candidate; and a server-reflexive candidate
-//! per socket and STUN server that answers (RFC 8445 §5.1.1.2).
+//! A real ICE agent (str0m's sans-IO [`is::IceAgent`]) per session, on the node's UDP sockets:
+//! one bound to the configured address, or, for an unspecified address (`0.0.0.0`, `::`), one
+//! per local interface address of that family, each a host candidate; and a server-reflexive
+//! candidate per socket and STUN server that answers (RFC 8445 §5.1.1.2).
+//!
+//! Every session of a node shares these sockets ([`NodeSockets`]), as str0m does: a datagram
+//! is routed to its session by the USERNAME of a STUN request (`receiver-ufrag:sender-ufrag`,
+//! RFC 8445 §7.2.2), by the transaction id of a STUN response to a request the session sent,
+//! and otherwise by its source address (the remote addresses the session talks to).
 //!
 //! The agent does the STUN connectivity checks; this module owns the sockets, maps the core's
 //! [`AgentCommand`]s to the agent and the agent's state changes to [`AgentEvent`]s along the
 //! core's transition table.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use is::stun::{StunMessage, StunPacket};
@@ -57,11 +62,126 @@ pub struct UdpInput {
     pub(crate) data: Vec<u8>,
 }
 
-/// One socket of an agent and its reader task.
+/// One of the node's sockets.
+#[derive(Clone)]
 struct Socket {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
-    reader: JoinHandle<()>,
+}
+
+/// Transaction ids remembered for routing STUN responses (the oldest forgotten first): a
+/// check's response comes within seconds, and a node sends a few per pair and second.
+const MAX_TRANSACTIONS: usize = 1 << 16;
+
+/// Where the datagrams of the node's sockets go: to the session whose local ufrag a STUN
+/// request names, whose request a response answers, or that talks to the source address.
+#[derive(Default)]
+struct Router {
+    by_ufrag: HashMap<String, AgentInbound<UdpInput>>,
+    by_transaction: HashMap<TransactionId, String>,
+    transactions: VecDeque<TransactionId>,
+    by_source: HashMap<SocketAddr, String>,
+}
+
+impl Router {
+    fn route(&self, from: SocketAddr, data: &[u8]) -> Option<&AgentInbound<UdpInput>> {
+        let ufrag = match stun::classify(data) {
+            Some(stun::Kind::Request { username }) => username
+                .and_then(|u| u.split(':').next())
+                .map(str::to_owned),
+            Some(stun::Kind::Other { id }) => self.by_transaction.get(&id).cloned(),
+            None => None,
+        };
+        let ufrag = ufrag
+            .filter(|u| self.by_ufrag.contains_key(u))
+            .or_else(|| self.by_source.get(&from).cloned())?;
+        self.by_ufrag.get(&ufrag)
+    }
+
+    fn transaction(&mut self, id: TransactionId, ufrag: &str) {
+        if self.by_transaction.insert(id, ufrag.to_owned()).is_none() {
+            self.transactions.push_back(id);
+            if self.transactions.len() > MAX_TRANSACTIONS {
+                if let Some(old) = self.transactions.pop_front() {
+                    self.by_transaction.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Forgets a session's ufrag and the sources routed to it.
+    fn forget(&mut self, ufrag: &str) {
+        self.by_ufrag.remove(ufrag);
+        self.by_source.retain(|_, u| u != ufrag);
+    }
+}
+
+/// The UDP sockets of one node, shared by all of its sessions, and their reader tasks (ended
+/// when the last handle is dropped).
+pub(crate) struct NodeSockets {
+    sockets: Vec<Socket>,
+    router: Arc<Mutex<Router>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for NodeSockets {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+}
+
+impl NodeSockets {
+    /// Binds the node's sockets on `ip` (any port; every interface address if `ip` is
+    /// unspecified). Fails if no socket can be bound.
+    pub fn bind(ip: IpAddr) -> io::Result<NodeSockets> {
+        let router = Arc::new(Mutex::new(Router::default()));
+        let mut sockets = Vec::new();
+        let mut readers = Vec::new();
+        let mut last_error = None;
+        for addr in bind_addresses(ip)? {
+            let bound = std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).and_then(|s| {
+                s.set_nonblocking(true)?;
+                let socket = Arc::new(UdpSocket::from_std(s)?);
+                let local = socket.local_addr()?;
+                Ok((socket, local))
+            });
+            match bound {
+                Ok((socket, local)) => {
+                    readers.push(tokio::spawn(read_loop(
+                        Arc::clone(&socket),
+                        local,
+                        Arc::clone(&router),
+                    )));
+                    sockets.push(Socket { socket, local });
+                }
+                Err(e) => {
+                    debug!(%addr, error = %e, "cannot bind");
+                    last_error = Some(e);
+                }
+            }
+        }
+        if sockets.is_empty() {
+            return Err(last_error
+                .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no address")));
+        }
+        Ok(NodeSockets {
+            sockets,
+            router,
+            readers,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn local_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.sockets.iter().map(|s| s.local)
+    }
+
+    fn router(&self) -> std::sync::MutexGuard<'_, Router> {
+        // A panic while holding the lock leaves a usable map.
+        self.router.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What the core was last told about the agent's connectivity.
@@ -75,11 +195,13 @@ enum Reported {
     Failed,
 }
 
-/// One ICE session: the agent, its sockets and their reader tasks.
+/// One ICE session: the agent on the node's sockets.
 pub(crate) struct IceSession {
     agent: IceAgent,
-    /// At least one.
-    sockets: Vec<Socket>,
+    /// The node's sockets (at least one) and their router.
+    node: Arc<NodeSockets>,
+    /// The local ufrag this session is routed by.
+    ufrag: String,
     started: bool,
     reported: Reported,
     /// The selected pair: (local, remote).
@@ -100,9 +222,7 @@ pub(crate) struct IceSession {
 
 impl Drop for IceSession {
     fn drop(&mut self) {
-        for s in &self.sockets {
-            s.reader.abort();
-        }
+        self.node.router().forget(&self.ufrag);
     }
 }
 
@@ -133,52 +253,25 @@ fn bind_addresses(ip: IpAddr) -> io::Result<Vec<IpAddr>> {
 }
 
 impl IceSession {
-    /// Creates the agent and binds its sockets on `ip` (any port; every interface address if
-    /// `ip` is unspecified). Fails if no socket can be bound.
+    /// Creates the agent on the node's sockets; datagrams for it go to `inbound`.
     pub fn new(
         credentials: &Credentials,
         role: Role,
-        ip: IpAddr,
+        node: Arc<NodeSockets>,
         stun_servers: &[SocketAddr],
         inbound: AgentInbound<UdpInput>,
-    ) -> io::Result<IceSession> {
-        let mut sockets = Vec::new();
-        let mut last_error = None;
-        for addr in bind_addresses(ip)? {
-            let bound = std::net::UdpSocket::bind(SocketAddr::new(addr, 0)).and_then(|s| {
-                s.set_nonblocking(true)?;
-                let socket = Arc::new(UdpSocket::from_std(s)?);
-                let local = socket.local_addr()?;
-                Ok((socket, local))
-            });
-            match bound {
-                Ok((socket, local)) => {
-                    let reader =
-                        tokio::spawn(read_loop(Arc::clone(&socket), local, inbound.clone()));
-                    sockets.push(Socket {
-                        socket,
-                        local,
-                        reader,
-                    });
-                }
-                Err(e) => {
-                    debug!(%addr, error = %e, "cannot bind");
-                    last_error = Some(e);
-                }
-            }
-        }
-        if sockets.is_empty() {
-            return Err(last_error
-                .unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no address")));
-        }
+    ) -> IceSession {
         let mut agent = IceAgent::new(IceCreds {
             ufrag: credentials.ufrag.to_string(),
             pass: credentials.pwd.to_string(),
         });
         agent.set_controlling(role == Role::Controlling);
-        Ok(IceSession {
+        let ufrag = credentials.ufrag.to_string();
+        node.router().by_ufrag.insert(ufrag.clone(), inbound);
+        IceSession {
             agent,
-            sockets,
+            node,
+            ufrag,
             started: false,
             reported: Reported::Nothing,
             nominated: None,
@@ -188,13 +281,13 @@ impl IceSession {
             queries: Vec::new(),
             gathering_until: None,
             events: VecDeque::new(),
-        })
+        }
     }
 
     /// The local address of the selected pair, else of the first socket.
     pub fn local_addr(&self) -> SocketAddr {
         self.nominated
-            .map_or(self.sockets[0].local, |(local, _)| local)
+            .map_or(self.node.sockets[0].local, |(local, _)| local)
     }
 
     /// The remote address of the selected pair.
@@ -208,7 +301,7 @@ impl IceSession {
     /// for instance) gives no candidate; with none at all the core hears only GatheringDone
     /// (rule GATHERING_TIMEOUT).
     pub fn gather(&mut self, now: Instant) {
-        for s in &self.sockets {
+        for s in &self.node.sockets {
             let candidate = match is::Candidate::host(s.local, "udp") {
                 Ok(c) => c,
                 Err(e) => {
@@ -223,7 +316,7 @@ impl IceSession {
             }
         }
         self.queries.clear();
-        for s in &self.sockets {
+        for s in &self.node.sockets {
             for &server in &self.stun_servers {
                 if server.is_ipv4() != s.local.is_ipv4() {
                     continue;
@@ -257,10 +350,12 @@ impl IceSession {
                 continue;
             }
             let s = self
+                .node
                 .sockets
                 .iter()
                 .find(|s| s.local == q.local)
-                .unwrap_or(&self.sockets[0]);
+                .unwrap_or(&self.node.sockets[0]);
+            self.node.router().transaction(q.id, &self.ufrag);
             let sent = s
                 .socket
                 .try_send_to(&stun::binding_request(&q.id), q.server);
@@ -330,6 +425,16 @@ impl IceSession {
     /// that was past Checking reports Checking at once, as the reference agent's kinds do;
     /// after that it reports as a new agent would.
     pub fn restart(&mut self, credentials: &Credentials) {
+        {
+            let mut router = self.node.router();
+            if let Some(inbound) = router.by_ufrag.remove(&self.ufrag) {
+                router.by_source.retain(|_, u| *u != self.ufrag);
+                router
+                    .by_ufrag
+                    .insert(credentials.ufrag.to_string(), inbound);
+            }
+        }
+        self.ufrag = credentials.ufrag.to_string();
         self.agent.ice_restart(
             IceCreds {
                 ufrag: credentials.ufrag.to_string(),
@@ -488,16 +593,30 @@ impl IceSession {
     /// it was given).
     fn socket_for(&self, local: SocketAddr) -> &UdpSocket {
         let s = self
+            .node
             .sockets
             .iter()
             .find(|s| s.local == local)
-            .unwrap_or(&self.sockets[0]);
+            .unwrap_or(&self.node.sockets[0]);
         &s.socket
     }
 
     /// Sends what the agent queued and turns its events into core events.
     fn flush(&mut self) {
         while let Some(t) = self.agent.poll_transmit() {
+            {
+                // Answers to our checks, and datagrams from where we send, come back to us.
+                let mut router = self.node.router();
+                if let Some(stun::Kind::Request { .. }) = stun::classify(&t.contents) {
+                    if let Some(id) = stun::transaction_id(&t.contents) {
+                        router.transaction(id, &self.ufrag);
+                    }
+                }
+                router
+                    .by_source
+                    .entry(t.destination)
+                    .or_insert_with(|| self.ufrag.clone());
+            }
             if let Err(e) = self
                 .socket_for(t.source)
                 .try_send_to(&t.contents, t.destination)
@@ -510,6 +629,10 @@ impl IceSession {
                 IceAgentEvent::IceConnectionStateChange(state) => self.report(state),
                 IceAgentEvent::DiscoveredRecv { source, .. } => {
                     self.verified.insert(source);
+                    self.node
+                        .router()
+                        .by_source
+                        .insert(source, self.ufrag.clone());
                 }
                 IceAgentEvent::NominatedSend {
                     source,
@@ -518,6 +641,10 @@ impl IceSession {
                 } => {
                     debug!(%source, %destination, "selected pair");
                     self.nominated = Some((source, destination));
+                    self.node
+                        .router()
+                        .by_source
+                        .insert(destination, self.ufrag.clone());
                 }
                 IceAgentEvent::IceRestart(_) => {}
             }
@@ -581,8 +708,9 @@ impl IceSession {
     }
 }
 
-/// Reads the socket and routes datagrams to the driver until either side goes away.
-async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, inbound: AgentInbound<UdpInput>) {
+/// Reads one of the node's sockets and routes each datagram to its session; a datagram no
+/// session claims is dropped (as a closed port would).
+async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, router: Arc<Mutex<Router>>) {
     let mut buf = vec![0u8; RECV_BUF];
     loop {
         let (len, from) = match socket.recv_from(&mut buf).await {
@@ -594,12 +722,23 @@ async fn read_loop(socket: Arc<UdpSocket>, local: SocketAddr, inbound: AgentInbo
                 continue;
             }
         };
+        let data = &buf[..len];
+        let inbound = router
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .route(from, data)
+            .cloned();
+        let Some(inbound) = inbound else {
+            trace!(%from, "a datagram for no session");
+            continue;
+        };
         let received = UdpInput {
             local,
             from,
-            data: buf[..len].to_vec(),
+            data: data.to_vec(),
         };
         if !inbound.send(received).await {
+            // The node stopped.
             return;
         }
     }
@@ -622,14 +761,14 @@ mod tests {
             ufrag: "abcd".into(),
             pwd: "0123456789abcdefghijkl".into(),
         };
+        let node = Arc::new(NodeSockets::bind(IpAddr::from([127, 0, 0, 1])).unwrap());
         let mut session = IceSession::new(
             &credentials,
             Role::Controlling,
-            IpAddr::from([127, 0, 0, 1]),
+            node,
             &[silent.local_addr().unwrap()],
             inbound,
-        )
-        .unwrap();
+        );
         // Let the reactor see the new socket writable (before that a send would block and be
         // tried again 10 ms later).
         tokio::time::sleep(Duration::from_millis(20)).await;

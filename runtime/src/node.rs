@@ -194,10 +194,7 @@ impl Node {
         remotes: &[PublicKey],
         config: NodeConfig,
     ) -> Result<Node, Error> {
-        let agents = UdpAgents {
-            bind_ip: config.bind_ip,
-            stun_servers: config.stun_servers.clone(),
-        };
+        let agents = UdpAgents::new(config.bind_ip, config.stun_servers.clone());
         Node::start_with_agents(backend, secret, remotes, config, agents).await
     }
 

@@ -36,6 +36,54 @@ pub(crate) fn success_id(data: &[u8]) -> Option<TransactionId> {
     data[8..20].try_into().ok()
 }
 
+/// What a STUN message is, as far as routing it to a session needs (RFC 8489 §5–6).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Kind<'a> {
+    /// A request, with its USERNAME attribute if it has a readable one.
+    Request { username: Option<&'a str> },
+    /// A response or an indication, with its transaction id.
+    Other { id: TransactionId },
+}
+
+/// USERNAME (RFC 8489 §14.3).
+const USERNAME: u16 = 0x0006;
+
+/// Reads a STUN message's class, transaction id and USERNAME; `None` if `data` is not STUN
+/// (first two bits not zero, no magic cookie, or a length that is not the datagram's).
+pub(crate) fn classify(data: &[u8]) -> Option<Kind<'_>> {
+    let header = data.get(..20)?;
+    if header[0] & 0xc0 != 0 || header[4..8] != MAGIC {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    let attrs = data.get(20..20usize.checked_add(len)?)?;
+    // The class is bits C1 (0x0100) and C0 (0x0010) of the message type: 00 is a request.
+    let class = ((header[0] & 0x01) << 1) | ((header[1] & 0x10) >> 4);
+    if class != 0 {
+        return Some(Kind::Other {
+            id: transaction_id(data)?,
+        });
+    }
+    let mut at = 0;
+    while let Some(h) = attrs.get(at..at + 4) {
+        let kind = u16::from_be_bytes([h[0], h[1]]);
+        let vlen = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        let value = attrs.get(at + 4..at + 4 + vlen)?;
+        if kind == USERNAME {
+            return Some(Kind::Request {
+                username: std::str::from_utf8(value).ok(),
+            });
+        }
+        at += 4 + vlen.div_ceil(4) * 4;
+    }
+    Some(Kind::Request { username: None })
+}
+
+/// The transaction id of a STUN message (bytes 8 to 20).
+pub(crate) fn transaction_id(data: &[u8]) -> Option<TransactionId> {
+    data.get(8..20)?.try_into().ok()
+}
+
 /// The mapped address of a Binding success response: XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS
 /// from a server of RFC 3489's time. `None` for anything malformed.
 pub(crate) fn mapped_address(data: &[u8]) -> Option<SocketAddr> {
@@ -100,6 +148,45 @@ mod tests {
         0x8c, 0x74, 0x89, 0xf9, 0x2a, 0xf9, 0xba, 0x53, 0xf0, 0x6b, 0xe7, 0xd7, 0x80, 0x28, 0x00,
         0x04, 0xc0, 0x7d, 0x4c, 0x96,
     ];
+
+    /// RFC 5769 §2.1, "Sample Request": a Binding request with SOFTWARE, PRIORITY,
+    /// ICE-CONTROLLED, USERNAME "evtj:h6vY", MESSAGE-INTEGRITY and FINGERPRINT.
+    const RFC5769_REQUEST: [u8; 108] = [
+        0x00, 0x01, 0x00, 0x58, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6,
+        0x86, 0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x10, 0x53, 0x54, 0x55, 0x4e, 0x20, 0x74,
+        0x65, 0x73, 0x74, 0x20, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x00, 0x24, 0x00, 0x04, 0x6e,
+        0x00, 0x01, 0xff, 0x80, 0x29, 0x00, 0x08, 0x93, 0x2f, 0xf9, 0xb1, 0x51, 0x26, 0x3b, 0x36,
+        0x00, 0x06, 0x00, 0x09, 0x65, 0x76, 0x74, 0x6a, 0x3a, 0x68, 0x36, 0x76, 0x59, 0x20, 0x20,
+        0x20, 0x00, 0x08, 0x00, 0x14, 0x9a, 0xea, 0xa7, 0x0c, 0xbf, 0xd8, 0xcb, 0x56, 0x78, 0x1e,
+        0xf2, 0xb5, 0xb2, 0xd3, 0xf2, 0x49, 0xc1, 0xb5, 0x71, 0xa2, 0x80, 0x28, 0x00, 0x04, 0xe5,
+        0x7a, 0x3b, 0xcf,
+    ];
+
+    #[test]
+    fn requests_are_routed_by_username_and_the_rest_by_transaction() {
+        assert_eq!(
+            classify(&RFC5769_REQUEST),
+            Some(Kind::Request {
+                username: Some("evtj:h6vY")
+            })
+        );
+        assert_eq!(
+            classify(&RFC5769_IPV4),
+            Some(Kind::Other {
+                id: RFC5769_IPV4[8..20].try_into().unwrap()
+            })
+        );
+        assert_eq!(
+            classify(&binding_request(&[7; 12])),
+            Some(Kind::Request { username: None })
+        );
+        // Application data, a truncated message, a wrong cookie: not STUN.
+        assert_eq!(classify(&[0xff, 1, 2, 3]), None);
+        assert_eq!(classify(&RFC5769_REQUEST[..60]), None);
+        let mut bad = RFC5769_REQUEST;
+        bad[4] = 0;
+        assert_eq!(classify(&bad), None);
+    }
 
     #[test]
     fn reads_the_rfc_5769_ipv4_response() {
