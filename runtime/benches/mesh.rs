@@ -150,7 +150,7 @@ async fn mesh<B: Backend + Clone>(backend: B, n: usize, deadline: Duration, seed
     let (mut restarts, mut sent, mut dropped) = (0u64, 0u64, 0u64);
     for node in &nodes {
         let status = node.status();
-        dropped += status.events_dropped;
+        dropped += status.events_dropped + status.publish_dropped;
         for p in status.peers.values() {
             restarts += u64::from(p.restarts);
             sent += p.stats.sent;
@@ -160,7 +160,7 @@ async fn mesh<B: Backend + Clone>(backend: B, n: usize, deadline: Duration, seed
     let up = session_up.len();
     println!(
         "N={n:<4} sessions={sessions:<6} up={up:<6} {verdict:<9} p50={:>7.2}s p99={:>7.2}s max={:>7.2}s \
-         restarts={restarts:<6} envelopes/session={:>5.1} cpu={:>6.1}s peak_rss={rss:.0}MB events_dropped={dropped}",
+         restarts={restarts:<6} envelopes/session={:>5.1} cpu={:>6.1}s peak_rss={rss:.0}MB dropped={dropped}",
         percentile(&session_up, 0.5).as_secs_f64(),
         percentile(&session_up, 0.99).as_secs_f64(),
         session_up.last().copied().unwrap_or_default().as_secs_f64(),

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -94,6 +95,7 @@ pub trait Backend: Send + Sync + 'static {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryBackend {
     subscribers: Arc<Mutex<HashMap<PublicKey, Vec<mpsc::Sender<BackendEvent>>>>>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl MemoryBackend {
@@ -112,9 +114,21 @@ impl MemoryBackend {
             return 0;
         };
         subs.retain(|tx| !tx.is_closed());
-        subs.iter()
+        let taken = subs
+            .iter()
             .filter(|tx| tx.try_send(event.clone()).is_ok())
-            .count()
+            .count();
+        let dropped = subs.len() - taken;
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Events dropped because a subscriber's buffer was full (its node is not reading fast
+    /// enough); the sessions re-send what is not acknowledged.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Simulates a lost and restored connection for `key`'s subscriptions: they see

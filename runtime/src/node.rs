@@ -91,6 +91,10 @@ pub struct NodeStatus {
     pub backend_losses: u64,
     /// Events dropped because the application did not read them.
     pub events_dropped: u64,
+    /// Envelopes dropped because the backend did not take them as fast as the node produced
+    /// them (its publish queue was full); each is also a `send_failed` of its peer, and the
+    /// session re-sends what is not acknowledged.
+    pub publish_dropped: u64,
 }
 
 /// What the node tells the application.
@@ -131,6 +135,10 @@ pub enum NodeEvent {
         /// Why.
         cause: RestartCause,
     },
+    /// The signaling backend is not keeping up: the node's publish queue was full and an
+    /// envelope was dropped (counted in [`NodeStatus::publish_dropped`]). Sent once per
+    /// episode, when the first envelope is dropped after the queue had room.
+    PublishQueueFull,
     /// A datagram arrived on the selected pair.
     Datagram {
         /// The remote peer.
@@ -243,6 +251,8 @@ impl Node {
                 subscribed: false,
                 backend_losses: 0,
                 events_dropped: 0,
+                publish_dropped: 0,
+                publish_full: false,
             },
             status: status_tx,
             dirty: remotes.iter().copied().collect(),
@@ -520,6 +530,9 @@ struct Ctx {
     subscribed: bool,
     backend_losses: u64,
     events_dropped: u64,
+    publish_dropped: u64,
+    /// The last envelope offered to the publisher was dropped.
+    publish_full: bool,
 }
 
 impl Ctx {
@@ -640,8 +653,16 @@ impl<F: AgentFactory> Driver<F> {
     fn transmits(&mut self) {
         while let Some(Transmit { to, envelope }) = self.endpoint.poll_transmit() {
             self.dirty.insert(to);
-            if self.ctx.publish.try_send((to, envelope)).is_err() {
-                self.endpoint.transmit_failed(&to);
+            if self.ctx.publish.try_send((to, envelope)).is_ok() {
+                self.ctx.publish_full = false;
+                continue;
+            }
+            self.endpoint.transmit_failed(&to);
+            self.ctx.publish_dropped += 1;
+            if !self.ctx.publish_full {
+                self.ctx.publish_full = true;
+                warn!("the signaling backend is not keeping up: envelopes dropped");
+                self.ctx.emit(NodeEvent::PublishQueueFull);
             }
         }
     }
@@ -919,12 +940,14 @@ impl<F: AgentFactory> Driver<F> {
                 ctx.subscribed,
                 ctx.backend_losses,
                 ctx.events_dropped,
+                ctx.publish_dropped,
             );
             if (
                 old.unrouted,
                 old.subscribed,
                 old.backend_losses,
                 old.events_dropped,
+                old.publish_dropped,
             ) != fields
             {
                 (
@@ -932,6 +955,7 @@ impl<F: AgentFactory> Driver<F> {
                     old.subscribed,
                     old.backend_losses,
                     old.events_dropped,
+                    old.publish_dropped,
                 ) = fields;
                 changed = true;
             }

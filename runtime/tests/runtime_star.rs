@@ -71,3 +71,57 @@ async fn a_node_with_200_peers_connects_them_all_over_one_socket() {
         leaf.shutdown().await;
     }
 }
+
+/// A backend that subscribes and never finishes a publish: the signaling path is stuck.
+#[derive(Clone)]
+struct Stuck(MemoryBackend);
+
+impl icepact_tokio::Backend for Stuck {
+    async fn publish(
+        &self,
+        _to: PublicKey,
+        _envelope: Vec<u8>,
+    ) -> Result<(), icepact_tokio::BackendError> {
+        std::future::pending().await
+    }
+
+    async fn subscribe(
+        &self,
+        key: PublicKey,
+    ) -> Result<icepact_tokio::Subscription, icepact_tokio::BackendError> {
+        self.0.subscribe(key).await
+    }
+}
+
+/// A backend that does not keep up is not a silent loss: once the node's publish queue is full,
+/// every dropped envelope is counted (node and peer) and the application hears it once.
+#[tokio::test]
+async fn a_stuck_backend_is_an_event_and_every_dropped_envelope_is_counted() {
+    init_tracing();
+    // More first envelopes than the publish queue holds (1,024, plus the one being published).
+    let remotes: Vec<PublicKey> = (0..1_100).map(|_| secret().public_key()).collect();
+    let mut node = Node::start(
+        Stuck(MemoryBackend::new()),
+        secret(),
+        &remotes,
+        NodeConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut full = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while full == 0 {
+        match tokio::time::timeout_at(deadline, node.next_event()).await {
+            Ok(Some(icepact_tokio::NodeEvent::PublishQueueFull)) => full += 1,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("no PublishQueueFull event"),
+        }
+    }
+    let status = node
+        .wait_for(Duration::from_secs(5), |s| s.publish_dropped >= 75)
+        .await
+        .expect("the dropped envelopes are counted");
+    let send_failed: u64 = status.peers.values().map(|p| p.stats.send_failed).sum();
+    assert_eq!(send_failed, status.publish_dropped);
+    node.shutdown().await;
+}
