@@ -1,0 +1,24 @@
+//! `icepact-signal`: the room signaling service of seed 004.
+//!
+//! A client joins a call (`GET /call/{call}`: a seat and a session token, or 409 when every
+//! seat is taken), keeps its seat with a WebSocket (`GET /ws`: the `JOIN` handshake, then the
+//! server's PINGs, each PONG renewing the seat's lease) on which it receives the room's
+//! messages, and publishes `OFFER`/`ANSWER` messages with opaque bodies (`POST /signal`).
+//! Members hear `AVAILABLE` when another member arrives. `/healthz` and `/debug` (Prometheus
+//! counters) listen on a second address.
+//!
+//! The seat algorithm ([`seats`]) is pure Rust over a small store interface ([`store::Store`]);
+//! [`store::MemoryStore`] is the embedded default, so `icepact-signal` runs alone with no other
+//! process.
+//!
+//! Built on axum (hyper and tower underneath): the field's standard HTTP/WebSocket stack for
+//! tokio, with typed extractors, a body limit layer and graceful shutdown.
+
+pub mod config;
+pub mod seats;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::{start, ApiError, Envelope, Running, Service};
+pub use store::{MemoryStore, Store};

@@ -1,0 +1,326 @@
+//! The service's API against a running instance (embedded store, 127.0.0.1, any port): every
+//! endpoint, every error status and close code, seats and their leases.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use icepact_signal::{start, Config, Envelope, MemoryStore, Running};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+async fn service(config: Config) -> Running {
+    start(config, MemoryStore::new(), std::future::pending())
+        .await
+        .expect("the service starts")
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+async fn join(addr: SocketAddr, call: &str) -> (u16, Option<Envelope>) {
+    let (status, body) = http(addr, "GET", &format!("/call/{call}"), "").await;
+    (status, serde_json::from_str(&body).ok())
+}
+
+async fn post(addr: SocketAddr, kind: &str, call: &str, session: &str, body: &str) -> u16 {
+    let m = serde_json::json!({ "kind": kind, "call": call, "session": session, "body": body });
+    http(addr, "POST", "/signal", &m.to_string()).await.0
+}
+
+async fn ws(addr: SocketAddr) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("upgrade")
+        .0
+}
+
+/// Sends the JOIN handshake of `join` on a new WebSocket.
+async fn handshake(addr: SocketAddr, join: &Envelope) -> Ws {
+    let mut w = ws(addr).await;
+    w.send(Message::text(serde_json::to_string(join).unwrap()))
+        .await
+        .unwrap();
+    w
+}
+
+/// The next text message as an envelope (pings are answered by reading), within 3 s.
+async fn next(w: &mut Ws) -> Envelope {
+    tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match w.next().await {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a message within 3 s")
+}
+
+/// The close code the server ends the connection with, within 3 s.
+async fn closed_with(w: &mut Ws) -> Option<CloseCode> {
+    tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match w.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed within 3 s")
+}
+
+/// Reads (answering pings) for `d`, expecting nothing but control frames.
+async fn stay(w: &mut Ws, d: Duration) {
+    let _ = tokio::time::timeout(d, async {
+        while let Some(Ok(m)) = w.next().await {
+            assert!(!m.is_text(), "unexpected message {m:?}");
+        }
+        panic!("the connection ended");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_members_join_hear_each_other_and_a_third_finds_no_seat() {
+    let s = service(Config::local()).await;
+    let (status, a) = join(s.addr, "room-1").await;
+    let a = a.unwrap();
+    assert_eq!(
+        (status, a.kind.as_str(), a.call.as_str()),
+        (200, "JOIN", "room-1")
+    );
+    let session = a.session.clone().unwrap();
+    assert_eq!(session.len(), 32, "128-bit token in hex");
+    let (_, b) = join(s.addr, "room-1").await;
+    let b = b.unwrap();
+    assert_eq!(join(s.addr, "room-1").await.0, 409, "two seats by default");
+    assert_eq!(
+        join(s.addr, "room-2").await.0,
+        200,
+        "another call has its own seats"
+    );
+
+    let mut wa = handshake(s.addr, &a).await;
+    assert_eq!(next(&mut wa).await.kind, "WELCOME");
+    let mut wb = handshake(s.addr, &b).await;
+    assert_eq!(next(&mut wb).await.kind, "WELCOME");
+    let available = next(&mut wa).await;
+    assert_eq!(
+        (available.kind.as_str(), available.session),
+        ("AVAILABLE", None)
+    );
+
+    let sb = b.session.clone().unwrap();
+    assert_eq!(post(s.addr, "OFFER", "room-1", &sb, "v=0 offer").await, 200);
+    let offer = next(&mut wa).await;
+    assert_eq!(
+        offer,
+        Envelope {
+            kind: "OFFER".into(),
+            call: "room-1".into(),
+            session: None,
+            body: Some("v=0 offer".into())
+        },
+        "relayed without the sender's token"
+    );
+    assert_eq!(
+        post(s.addr, "ANSWER", "room-1", &session, "v=0 answer").await,
+        200
+    );
+    let answer = next(&mut wb).await;
+    assert_eq!(
+        (answer.kind.as_str(), answer.body.as_deref()),
+        ("ANSWER", Some("v=0 answer"))
+    );
+    // Neither got its own message back, and messages the client sends are ignored.
+    wa.send(Message::text("{\"kind\":\"OFFER\"}"))
+        .await
+        .unwrap();
+    stay(&mut wa, Duration::from_millis(300)).await;
+    stay(&mut wb, Duration::from_millis(100)).await;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_status_and_change_nothing() {
+    let mut config = Config::local();
+    config.max_body = 1024;
+    let s = service(config).await;
+    let (_, a) = join(s.addr, "c").await;
+    let session = a.unwrap().session.unwrap();
+    let addr = s.addr;
+    assert_eq!(http(addr, "POST", "/signal", "{not json").await.0, 400);
+    assert_eq!(
+        http(addr, "POST", "/signal", "{\"kind\":\"OFFER\"}")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        post(addr, "HELLO", "c", &session, "x").await,
+        400,
+        "unknown kind"
+    );
+    assert_eq!(post(addr, "OFFER", "c", "not-a-token", "x").await, 400);
+    let foreign = "0123456789abcdef0123456789abcdef";
+    assert_eq!(
+        post(addr, "OFFER", "c", foreign, "x").await,
+        409,
+        "not a member"
+    );
+    assert_eq!(
+        post(addr, "OFFER", "other", &session, "x").await,
+        409,
+        "another call's token"
+    );
+    let big = "x".repeat(2048);
+    assert_eq!(post(addr, "OFFER", "c", &session, &big).await, 413);
+    assert_eq!(join(addr, "bad%20name").await.0, 400);
+    assert_eq!(join(addr, &"n".repeat(129)).await.0, 400);
+    assert_eq!(http(addr, "GET", "/nowhere", "").await.0, 404);
+    // The member's seat is untouched: it still publishes.
+    assert_eq!(post(addr, "OFFER", "c", &session, "x").await, 200);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn handshakes_that_are_late_malformed_or_expired_are_closed_with_their_code() {
+    let mut config = Config::local();
+    config.handshake_timeout = Duration::from_millis(300);
+    let s = service(config).await;
+    let mut silent = ws(s.addr).await;
+    assert_eq!(
+        closed_with(&mut silent).await,
+        Some(CloseCode::Library(4008))
+    );
+
+    let mut garbage = ws(s.addr).await;
+    garbage
+        .send(Message::text("{\"kind\":\"JOIN\""))
+        .await
+        .unwrap();
+    assert_eq!(
+        closed_with(&mut garbage).await,
+        Some(CloseCode::Library(4000))
+    );
+
+    let never_joined = Envelope {
+        kind: "JOIN".into(),
+        call: "c".into(),
+        session: Some("0123456789abcdef0123456789abcdef".into()),
+        body: None,
+    };
+    let mut stranger = handshake(s.addr, &never_joined).await;
+    assert_eq!(
+        closed_with(&mut stranger).await,
+        Some(CloseCode::Library(4001))
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn pongs_keep_a_seat_a_silent_client_loses_it_after_the_lease_and_a_token_rejoins() {
+    let mut config = Config::local();
+    config.ping_interval = Duration::from_millis(100);
+    config.lease_timeout = Duration::from_millis(500);
+    let s = service(config).await;
+    let (_, a) = join(s.addr, "c").await;
+    let a = a.unwrap();
+    let (_, b) = join(s.addr, "c").await;
+    let b = b.unwrap();
+    // A answers pings for three leases: its seat stays, so a newcomer finds none...
+    let mut wa = handshake(s.addr, &a).await;
+    assert_eq!(next(&mut wa).await.kind, "WELCOME");
+    // ...and A's connection drops and comes back with its token while the lease lives.
+    drop(wa);
+    let mut wa = handshake(s.addr, &a).await;
+    assert_eq!(
+        next(&mut wa).await.kind,
+        "WELCOME",
+        "rejoined with the token"
+    );
+    stay(&mut wa, Duration::from_millis(1_500)).await;
+    // B never opened a WebSocket: its lease ran out, and only now is there a seat.
+    let (status, c) = join(s.addr, "c").await;
+    assert_eq!(status, 200, "B's seat is free after its lease");
+    assert_eq!(join(s.addr, "c").await.0, 409, "A still holds its seat");
+    let sb = b.session.clone().unwrap();
+    assert_eq!(
+        post(s.addr, "OFFER", "c", &sb, "x").await,
+        409,
+        "B's token expired"
+    );
+    let mut wb = handshake(s.addr, &b).await;
+    assert_eq!(closed_with(&mut wb).await, Some(CloseCode::Library(4001)));
+    assert!(c.unwrap().session.is_some());
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn floods_are_rate_limited_and_connections_are_bounded() {
+    let mut config = Config::local();
+    config.ip_rate = 5;
+    config.max_connections = 1;
+    let s = service(config).await;
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        statuses.push(join(s.addr, &format!("flood-{i}")).await.0);
+    }
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+
+    let _first = ws(s.addr).await;
+    let second = tokio_tungstenite::connect_async(format!("ws://{}/ws", s.addr)).await;
+    match second {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_metrics() {
+    let s = service(Config::local()).await;
+    assert_eq!(http(s.healthz_addr, "GET", "/healthz", "").await.0, 200);
+    join(s.addr, "c").await;
+    let (status, metrics) = http(s.healthz_addr, "GET", "/debug", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("# TYPE signal_joins_total counter"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("signal_joins_total 1"), "{metrics}");
+    s.shutdown().await;
+}
