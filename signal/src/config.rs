@@ -44,6 +44,13 @@ pub struct Config {
     /// Open WebSocket connections per instance (503 above).
     #[arg(long, env = "SIGNALS_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Redis server shared by several instances (`redis://host:port`); without it the service
+    /// keeps its state in memory (one instance).
+    #[arg(long, env = "SIGNALS_REDIS")]
+    pub redis: Option<String>,
+    /// Prefix of the service's Redis keys and channels.
+    #[arg(long, env = "SIGNALS_REDIS_PREFIX", default_value = "icepact-signal:")]
+    pub redis_prefix: String,
 }
 
 impl Config {

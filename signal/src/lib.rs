@@ -9,16 +9,19 @@
 //!
 //! The seat algorithm ([`seats`]) is pure Rust over a small store interface ([`store::Store`]);
 //! [`store::MemoryStore`] is the embedded default, so `icepact-signal` runs alone with no other
-//! process.
+//! process; [`RedisStore`] (`--redis`) lets several instances share one Redis and behave as one
+//! service.
 //!
 //! Built on axum (hyper and tower underneath): the field's standard HTTP/WebSocket stack for
 //! tokio, with typed extractors, a body limit layer and graceful shutdown.
 
 pub mod config;
+pub mod redis_store;
 pub mod seats;
 pub mod server;
 pub mod store;
 
 pub use config::Config;
+pub use redis_store::RedisStore;
 pub use server::{start, ApiError, Envelope, Running, Service};
 pub use store::{MemoryStore, Store};

@@ -1,8 +1,8 @@
-//! `icepact-signal`: runs the room signaling service (see `--help`) with the embedded store
-//! until Ctrl-C or SIGTERM.
+//! `icepact-signal`: runs the room signaling service (see `--help`) with the embedded store, or
+//! on a shared Redis with `--redis`, until Ctrl-C or SIGTERM.
 
 use clap::Parser;
-use icepact_signal::{start, Config, MemoryStore};
+use icepact_signal::{start, Config, MemoryStore, RedisStore};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -14,7 +14,17 @@ async fn main() -> std::process::ExitCode {
         eprintln!("icepact-signal: {e}");
         return std::process::ExitCode::from(2);
     }
-    match start(config, MemoryStore::new(), shutdown()).await {
+    let started = match config.redis.clone() {
+        Some(url) => match RedisStore::new(&url, &config.redis_prefix) {
+            Ok(store) => start(config, store, shutdown()).await,
+            Err(e) => {
+                eprintln!("icepact-signal: --redis {url}: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => start(config, MemoryStore::new(), shutdown()).await,
+    };
+    match started {
         Ok(running) => {
             println!(
                 "icepact-signal: API on {}, /healthz and /debug on {}",

@@ -1,113 +1,15 @@
 //! The service's API against a running instance (embedded store, 127.0.0.1, any port): every
 //! endpoint, every error status and close code, seats and their leases.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use icepact_signal::{start, Config, Envelope, MemoryStore, Running};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use common::*;
+use futures_util::SinkExt;
+use icepact_signal::{Config, Envelope};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
-async fn service(config: Config) -> Running {
-    start(config, MemoryStore::new(), std::future::pending())
-        .await
-        .expect("the service starts")
-}
-
-/// One HTTP/1.1 request on a fresh connection: (status, body).
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
-}
-
-async fn join(addr: SocketAddr, call: &str) -> (u16, Option<Envelope>) {
-    let (status, body) = http(addr, "GET", &format!("/call/{call}"), "").await;
-    (status, serde_json::from_str(&body).ok())
-}
-
-async fn post(addr: SocketAddr, kind: &str, call: &str, session: &str, body: &str) -> u16 {
-    let m = serde_json::json!({ "kind": kind, "call": call, "session": session, "body": body });
-    http(addr, "POST", "/signal", &m.to_string()).await.0
-}
-
-async fn ws(addr: SocketAddr) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-        .await
-        .expect("upgrade")
-        .0
-}
-
-/// Sends the JOIN handshake of `join` on a new WebSocket.
-async fn handshake(addr: SocketAddr, join: &Envelope) -> Ws {
-    let mut w = ws(addr).await;
-    w.send(Message::text(serde_json::to_string(join).unwrap()))
-        .await
-        .unwrap();
-    w
-}
-
-/// The next text message as an envelope (pings are answered by reading), within 3 s.
-async fn next(w: &mut Ws) -> Envelope {
-    tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match w.next().await {
-                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
-                Some(Ok(_)) => continue,
-                other => panic!("connection ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a message within 3 s")
-}
-
-/// The close code the server ends the connection with, within 3 s.
-async fn closed_with(w: &mut Ws) -> Option<CloseCode> {
-    tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match w.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
-    })
-    .await
-    .expect("closed within 3 s")
-}
-
-/// Reads (answering pings) for `d`, expecting nothing but control frames.
-async fn stay(w: &mut Ws, d: Duration) {
-    let _ = tokio::time::timeout(d, async {
-        while let Some(Ok(m)) = w.next().await {
-            assert!(!m.is_text(), "unexpected message {m:?}");
-        }
-        panic!("the connection ended");
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn two_members_join_hear_each_other_and_a_third_finds_no_seat() {
