@@ -19,6 +19,7 @@ pub mod bfs;
 pub mod dfs;
 pub mod model;
 pub mod properties;
+pub mod seats;
 pub mod shared;
 pub mod trace;
 

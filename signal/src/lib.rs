@@ -12,16 +12,27 @@
 //! process; [`RedisStore`] (`--redis`) lets several instances share one Redis and behave as one
 //! service.
 //!
+//! Feature `server` (default): the service, its stores and the binary; without it the crate is
+//! the seat algorithm alone, which the model checker (`icepact-models`) runs.
+//!
 //! Built on axum (hyper and tower underneath): the field's standard HTTP/WebSocket stack for
 //! tokio, with typed extractors, a body limit layer and graceful shutdown.
 
+#[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
 pub mod redis_store;
 pub mod seats;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod store;
 
+#[cfg(feature = "server")]
 pub use config::Config;
+#[cfg(feature = "server")]
 pub use redis_store::RedisStore;
+#[cfg(feature = "server")]
 pub use server::{start, ApiError, Envelope, Running, Service};
+#[cfg(feature = "server")]
 pub use store::{MemoryStore, Store};

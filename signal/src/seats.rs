@@ -120,6 +120,21 @@ impl Seats {
         }
     }
 
+    /// Deliberately wrong, for the model checker only: renews without checking that the lease
+    /// still lives, so an expired token takes a seat back even after a newcomer took it. The
+    /// seat model finds the broken capacity in 7 steps (`icepact-models`, `seats`).
+    #[doc(hidden)]
+    pub fn renew_unchecked(
+        &mut self,
+        now: Millis,
+        token: &Token,
+        lease: Millis,
+    ) -> Result<(), SeatError> {
+        self.expire(now);
+        self.leases.insert(token.clone(), now.saturating_add(lease));
+        Ok(())
+    }
+
     /// Gives up the seat of `token` (a client that leaves for good).
     pub fn leave(&mut self, now: Millis, token: &Token) {
         self.expire(now);

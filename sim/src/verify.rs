@@ -212,6 +212,79 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         }
     }
 
+    // The signaling service's seats (icepact-signal's real seat functions over an atomic
+    // store): the protocol holds exhaustively; a renewal that does not check the lease must be
+    // found broken.
+    for broken in [false, true] {
+        let col = columns.len();
+        columns.push(if broken {
+            "model seats broken".to_string()
+        } else {
+            "model seats".to_string()
+        });
+        if progress {
+            eprintln!(
+                "model checking the seats{} ...",
+                if broken { " (broken renewal)" } else { "" }
+            );
+        }
+        let model = icepact_models::seats::SeatModel {
+            broken,
+            ..Default::default()
+        };
+        let rows = icepact_models::seats::check(&model);
+        if let Some(r) = rows.first() {
+            let _ = writeln!(
+                figures,
+                "- {}: {} unique states, depth {}, {:.1}s, {} ({})",
+                columns[col],
+                r.unique_states,
+                r.max_depth,
+                r.seconds,
+                if r.exhaustive {
+                    "exhaustive"
+                } else {
+                    "not exhaustive"
+                },
+                r.config
+            );
+        }
+        let mut violated = false;
+        for r in &rows {
+            let text = match r.outcome {
+                Outcome::Holds => "holds".to_string(),
+                Outcome::Violated => format!(
+                    "VIOLATED ({} steps)",
+                    r.path_len.map_or("?".into(), |n| n.to_string())
+                ),
+                Outcome::Found => "found".to_string(),
+                Outcome::NotFound => "NOT FOUND".to_string(),
+            };
+            put(&mut cells, &mut order, r.property, col, text);
+            violated |= r.outcome == Outcome::Violated;
+            if !broken {
+                pass &= !r.outcome.is_failure() && r.exhaustive;
+            }
+        }
+        if broken {
+            pass &= violated;
+            // The overfilled call is the failure that matters to users; any other if not.
+            if let Some(r) = rows
+                .iter()
+                .filter(|r| r.outcome == Outcome::Violated)
+                .min_by_key(|r| (r.property != "at most N holders", r.path_len))
+            {
+                let _ = writeln!(
+                    details,
+                    "\nSeats with an unchecked renewal: \"{}\" violated; shortest counterexample ({} steps):\n{}",
+                    r.property,
+                    r.path_len.unwrap_or(0),
+                    r.trace.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+
     let sims = [
         (2, RestartPolicy::Epoch, opts.seeds_two),
         (3, RestartPolicy::Epoch, opts.seeds_three),
