@@ -155,33 +155,10 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         }
         let rows: Vec<VerdictRow> = icepact_models::check(&opts);
         if let Some(r) = rows.first() {
-            let _ = writeln!(
-                figures,
-                "- {}: {} unique states, depth {}, {:.1}s, {} ({})",
-                columns[col],
-                r.unique_states,
-                r.max_depth,
-                r.seconds,
-                if r.exhaustive {
-                    "exhaustive"
-                } else {
-                    "time-boxed, not exhaustive"
-                },
-                opts.label()
-            );
+            figure_line(&mut figures, &columns[col], r, &opts.label());
         }
         for r in &rows {
-            let text = match (r.outcome, r.exhaustive) {
-                (Outcome::Holds, _) => "holds".to_string(),
-                (Outcome::Violated, _) => format!(
-                    "VIOLATED ({} steps)",
-                    r.path_len.map_or("?".into(), |n| n.to_string())
-                ),
-                (Outcome::Found, _) => "found".to_string(),
-                (Outcome::NotFound, true) => "NOT FOUND".to_string(),
-                (Outcome::NotFound, false) => "not reached".to_string(),
-            };
-            put(&mut cells, &mut order, r.property, col, text);
+            put(&mut cells, &mut order, r.property, col, cell(r));
             if seed_policy {
                 model_seed_broken |= r.outcome == Outcome::Violated;
             } else if default_config {
@@ -234,33 +211,11 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         };
         let rows = icepact_models::seats::check(&model);
         if let Some(r) = rows.first() {
-            let _ = writeln!(
-                figures,
-                "- {}: {} unique states, depth {}, {:.1}s, {} ({})",
-                columns[col],
-                r.unique_states,
-                r.max_depth,
-                r.seconds,
-                if r.exhaustive {
-                    "exhaustive"
-                } else {
-                    "not exhaustive"
-                },
-                r.config
-            );
+            figure_line(&mut figures, &columns[col], r, &r.config);
         }
         let mut violated = false;
         for r in &rows {
-            let text = match r.outcome {
-                Outcome::Holds => "holds".to_string(),
-                Outcome::Violated => format!(
-                    "VIOLATED ({} steps)",
-                    r.path_len.map_or("?".into(), |n| n.to_string())
-                ),
-                Outcome::Found => "found".to_string(),
-                Outcome::NotFound => "NOT FOUND".to_string(),
-            };
-            put(&mut cells, &mut order, r.property, col, text);
+            put(&mut cells, &mut order, r.property, col, cell(r));
             violated |= r.outcome == Outcome::Violated;
             if !broken {
                 pass &= !r.outcome.is_failure() && r.exhaustive;
@@ -377,6 +332,36 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         start.elapsed().as_secs_f64()
     );
     Verdict { report, pass }
+}
+
+/// A model check's verdict for one property, as a table cell.
+fn cell(r: &VerdictRow) -> String {
+    match (r.outcome, r.exhaustive) {
+        (Outcome::Holds, _) => "holds".to_string(),
+        (Outcome::Violated, _) => format!(
+            "VIOLATED ({} steps)",
+            r.path_len.map_or("?".into(), |n| n.to_string())
+        ),
+        (Outcome::Found, _) => "found".to_string(),
+        (Outcome::NotFound, true) => "NOT FOUND".to_string(),
+        (Outcome::NotFound, false) => "not reached".to_string(),
+    }
+}
+
+/// One line of figures for a model check.
+fn figure_line(figures: &mut String, column: &str, r: &VerdictRow, config: &str) {
+    let _ = writeln!(
+        figures,
+        "- {column}: {} unique states, depth {}, {:.1}s, {} ({config})",
+        r.unique_states,
+        r.max_depth,
+        r.seconds,
+        if r.exhaustive {
+            "exhaustive"
+        } else {
+            "time-boxed, not exhaustive"
+        },
+    );
 }
 
 /// One line of figures for a sweep.
