@@ -23,6 +23,8 @@ mod ice;
 mod node;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "room")]
+mod room;
 mod stun;
 
 pub use agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgent, UdpAgents};
@@ -35,6 +37,9 @@ pub use node::{Node, NodeConfig, NodeEvent, NodeHandle, NodeStatus, PeerStatus};
 pub use redis::{
     channel_name, RedisBackend, RedisStats, CHANNEL_PREFIX, HEALTH_DEADLINE, HEALTH_INTERVAL,
 };
+#[cfg(feature = "room")]
+#[cfg_attr(docsrs, doc(cfg(feature = "room")))]
+pub use room::{pair_call, RoomBackend};
 
 use icepact::PublicKey;
 

@@ -9,18 +9,6 @@ use icepact::{AgentRestart, ConnectionState};
 use icepact_tokio::{MemoryBackend, Node, NodeEvent, RedisBackend};
 use runtime_common::*;
 
-async fn datagram_round_trip(a: &mut Node, b: &mut Node) {
-    let (ka, kb) = (a.local_key(), b.local_key());
-    a.send_datagram(kb, b"ping".to_vec())
-        .await
-        .expect("A has a selected pair");
-    assert_eq!(next_datagram(b).await, (ka, b"ping".to_vec()));
-    b.send_datagram(ka, b"pong".to_vec())
-        .await
-        .expect("B has a selected pair");
-    assert_eq!(next_datagram(a).await, (kb, b"pong".to_vec()));
-}
-
 #[tokio::test]
 async fn memory_backend_pair_connects_and_exchanges_a_datagram() {
     let hub = MemoryBackend::new();

@@ -49,6 +49,9 @@ pub mod close {
     pub const HANDSHAKE_TIMEOUT: u16 = 4008;
     /// The store could not be reached.
     pub const UNAVAILABLE: u16 = 4503;
+    /// The instance is shutting down (RFC 6455 "going away"): reconnect, to another instance
+    /// if there is one; the seat's lease lives on.
+    pub const GOING_AWAY: u16 = 1001;
 }
 
 /// Every way a request fails, and its status code.
@@ -168,6 +171,8 @@ pub struct Service<S> {
     by_session: Mutex<Limiter<Token>>,
     connections: AtomicUsize,
     metrics: Metrics,
+    /// True once the instance is shutting down: open WebSockets are closed with 1001.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl<S: Store> Service<S> {
@@ -180,7 +185,13 @@ impl<S: Store> Service<S> {
             store,
             connections: AtomicUsize::new(0),
             metrics: Metrics::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Closes every open WebSocket with 1001 ("going away"); new ones are closed at once.
+    pub fn close_all(&self) {
+        let _ = self.stopping.send(true);
     }
 
     fn lease(&self) -> Millis {
@@ -414,8 +425,16 @@ async fn presence<S: Store>(svc: &Service<S>, mut socket: WebSocket) {
     }
     let mut ping = tokio::time::interval(svc.config.ping_interval);
     ping.tick().await;
+    let mut stopping = svc.stopping.subscribe();
+    let stop = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    tokio::pin!(stop);
     loop {
         tokio::select! {
+            () = &mut stop => {
+                return close_with(socket, close::GOING_AWAY, "shutting down").await;
+            }
             _ = ping.tick() => {
                 // A client that stopped answering has let its lease run out by now.
                 let now = unix_millis();
@@ -586,6 +605,13 @@ pub async fn start<S: Store>(
     tokio::spawn(async move {
         stop.await;
         let _ = stopper.send(true);
+    });
+    // Upgraded connections are not the HTTP server's any more: close them ourselves.
+    let closer = Arc::clone(&service);
+    let mut stopped_rx = rx.clone();
+    tokio::spawn(async move {
+        let _ = stopped_rx.wait_for(|s| *s).await;
+        closer.close_all();
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -84,3 +84,16 @@ pub async fn next_datagram(node: &mut Node) -> (PublicKey, Vec<u8>) {
     .await
     .expect("a datagram within 5 s")
 }
+
+/// A datagram each way on the selected pair.
+pub async fn datagram_round_trip(a: &mut Node, b: &mut Node) {
+    let (ka, kb) = (a.local_key(), b.local_key());
+    a.send_datagram(kb, b"ping".to_vec())
+        .await
+        .expect("A has a selected pair");
+    assert_eq!(next_datagram(b).await, (ka, b"ping".to_vec()));
+    b.send_datagram(ka, b"pong".to_vec())
+        .await
+        .expect("B has a selected pair");
+    assert_eq!(next_datagram(a).await, (kb, b"pong".to_vec()));
+}
