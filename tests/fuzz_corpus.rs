@@ -163,6 +163,9 @@ fn seed_corpora_reach_the_deepest_checks() {
 ///   (within LATE_INPUT's slack); the session took it at its own older clock and armed a
 ///   timer before the endpoint's latest `now`. The endpoint now applies LATE_INPUT against
 ///   the latest `now` it was given.
+/// - `decode_body/an-overridden-address-that-is-not-utf8`: a candidate with two address
+///   fields, the first not UTF-8: the fast decoder kept the second and accepted the body, prost
+///   refuses it (protobuf strings are UTF-8, every occurrence). Every occurrence is checked now.
 #[test]
 fn fuzzer_findings_stay_fixed() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");

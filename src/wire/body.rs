@@ -600,8 +600,9 @@ fn read_candidate(bytes: &[u8]) -> Result<RawCandidate<'_>, BodyError> {
             (4, Value::Bytes(b)) => c.foundation = utf8(b)?,
             (5, Value::Varint(v)) => c.component = v as i32,
             (6, Value::Varint(v)) => c.priority = v as i32,
-            // Not checked as UTF-8 here: the address parser accepts ASCII only.
-            (7, Value::Bytes(b)) => c.address = b,
+            // Every occurrence must be UTF-8, as protobuf's string type asks (prost checks it),
+            // even one a later occurrence overrides (found by the decode_body fuzz target).
+            (7, Value::Bytes(b)) => c.address = utf8(b)?.as_bytes(),
             (8, Value::Varint(v)) => c.port = v as i32,
             (9, Value::Bytes(b)) if c.related.is_none() => {
                 c.related = Some(read_related(b)?);
@@ -618,7 +619,7 @@ fn read_related(bytes: &[u8]) -> Result<(&[u8], i32), BodyError> {
     let (mut address, mut port): (&[u8], i32) = (&[], 0);
     while let Some((field, value)) = r.next_field()? {
         match (field, value) {
-            (1, Value::Bytes(b)) => address = b,
+            (1, Value::Bytes(b)) => address = utf8(b)?.as_bytes(),
             (2, Value::Varint(v)) => port = v as i32,
             (1..=2, _) => return Err(BodyError::Framing),
             _ => {}
