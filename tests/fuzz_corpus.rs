@@ -99,6 +99,28 @@ fn regenerate() {
             .collect();
         write(target, &inputs);
     }
+    // The room service's requests: valid handshakes and signals, and a few broken ones.
+    let mut messages = Vec::new();
+    for i in 0..48u32 {
+        let mut token = [0u8; 16];
+        rng.fill_bytes(&mut token);
+        let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        let call = format!("call-{i}");
+        let m = match i % 4 {
+            0 | 1 => serde_json::json!({ "kind": "JOIN", "call": call, "session": token }),
+            2 => {
+                serde_json::json!({ "kind": "OFFER", "call": call, "session": token, "body": "v=0" })
+            }
+            _ => serde_json::json!({ "kind": "ANSWER", "call": call, "session": token }),
+        };
+        let mut bytes = m.to_string().into_bytes();
+        if i % 8 == 7 {
+            // Cut short: malformed JSON.
+            bytes.truncate(bytes.len() / 2);
+        }
+        messages.push(bytes);
+    }
+    write("signal_messages", &messages);
 }
 
 /// Runs `target` over its corpus; returns (inputs, inputs that reached the deepest checks).
@@ -144,6 +166,7 @@ fn seed_corpora_reach_the_deepest_checks() {
             50,
         ),
         ("endpoint_sequence", targets::endpoint_sequence, 50),
+        ("signal_messages", targets::signal_messages, 50),
     ] {
         let (total, deep) = reach(target, run);
         eprintln!("{target}: {deep} of {total} corpus inputs reach the deepest checks");

@@ -771,3 +771,38 @@ fn drain_endpoint(
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The room service's parsers.
+// ---------------------------------------------------------------------------------------------
+
+/// Parses `data` as a `POST /signal` body and, if it is UTF-8, as a WebSocket handshake: never
+/// a panic; a parsed request serialises back to JSON that parses to the same request; a parsed
+/// handshake has a valid call name and a token that parses to itself. Deep: either parsed.
+pub fn signal_messages(data: &[u8]) -> Reach {
+    use icepact_signal::seats::Token;
+    use icepact_signal::server::{parse_handshake, parse_signal, valid_call};
+    use icepact_signal::Envelope;
+    let mut deep = false;
+    if let Ok(signal) = parse_signal(data) {
+        let again = serde_json::to_vec(&Envelope {
+            kind: signal.kind.clone(),
+            call: signal.call.clone(),
+            session: Some(signal.session.as_str().to_owned()),
+            body: signal.body.clone(),
+        })
+        .expect("plain strings serialise");
+        assert_eq!(parse_signal(&again).ok(), Some(signal));
+        deep = true;
+    }
+    if let Some((token, call)) = std::str::from_utf8(data).ok().and_then(parse_handshake) {
+        assert!(valid_call(&call), "{call:?}");
+        assert_eq!(Token::parse(token.as_str()), Some(token));
+        deep = true;
+    }
+    if deep {
+        Reach::Deep
+    } else {
+        Reach::Shallow
+    }
+}

@@ -227,8 +227,54 @@ impl<S: Store> Service<S> {
     }
 }
 
+/// A `POST /signal` request, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signal {
+    /// `OFFER` or `ANSWER`.
+    pub kind: String,
+    /// A valid call name.
+    pub call: String,
+    /// The sender's session.
+    pub session: Token,
+    /// The body, opaque.
+    pub body: Option<String>,
+}
+
+/// Parses a `POST /signal` body: JSON of kind `OFFER` or `ANSWER`, a valid call name and a
+/// well-formed session token.
+pub fn parse_signal(bytes: &[u8]) -> Result<Signal, ApiError> {
+    let m: Envelope =
+        serde_json::from_slice(bytes).map_err(|_| ApiError::BadRequest("malformed JSON"))?;
+    if !matches!(m.kind.as_str(), "OFFER" | "ANSWER") {
+        return Err(ApiError::BadRequest("kind must be OFFER or ANSWER"));
+    }
+    if !valid_call(&m.call) {
+        return Err(ApiError::BadRequest("invalid call name"));
+    }
+    let session = m
+        .session
+        .as_deref()
+        .and_then(Token::parse)
+        .ok_or(ApiError::BadRequest("invalid session"))?;
+    Ok(Signal {
+        kind: m.kind,
+        call: m.call,
+        session,
+        body: m.body,
+    })
+}
+
+/// Parses a WebSocket handshake: JSON of kind `JOIN` with a valid call name and a well-formed
+/// session token; `(session, call)`.
+pub fn parse_handshake(text: &str) -> Option<(Token, String)> {
+    let m = serde_json::from_str::<Envelope>(text)
+        .ok()
+        .filter(|m| m.kind == "JOIN" && valid_call(&m.call))?;
+    Some((m.session.as_deref().and_then(Token::parse)?, m.call))
+}
+
 /// A call name: 1 to 128 characters that need no escaping in a URL path (`A–Z a–z 0–9 . _ ~ -`).
-fn valid_call(call: &str) -> bool {
+pub fn valid_call(call: &str) -> bool {
     (1..=128).contains(&call.len())
         && call
             .bytes()
@@ -297,21 +343,8 @@ async fn signal<S: Store>(
         bump(&svc.metrics.signals_refused);
         e
     };
-    let m: Envelope = serde_json::from_slice(&body)
-        .map_err(|_| refused(ApiError::BadRequest("malformed JSON")))?;
-    if !matches!(m.kind.as_str(), "OFFER" | "ANSWER") {
-        return Err(refused(ApiError::BadRequest(
-            "kind must be OFFER or ANSWER",
-        )));
-    }
-    if !valid_call(&m.call) {
-        return Err(refused(ApiError::BadRequest("invalid call name")));
-    }
-    let token = m
-        .session
-        .as_deref()
-        .and_then(Token::parse)
-        .ok_or_else(|| refused(ApiError::BadRequest("invalid session")))?;
+    let m = parse_signal(&body).map_err(refused)?;
+    let token = m.session;
     svc.check_session(&token)?;
     let now = unix_millis();
     let t = token.clone();
@@ -384,11 +417,7 @@ async fn presence<S: Store>(svc: &Service<S>, mut socket: WebSocket) {
         Ok(None) => return,
         Ok(Some(t)) => t,
     };
-    let handshake = serde_json::from_str::<Envelope>(&text)
-        .ok()
-        .filter(|m| m.kind == "JOIN" && valid_call(&m.call))
-        .and_then(|m| Some((m.session.as_deref().and_then(Token::parse)?, m.call)));
-    let Some((token, call)) = handshake else {
+    let Some((token, call)) = parse_handshake(&text) else {
         bump(&svc.metrics.handshakes_refused);
         return close_with(socket, close::MALFORMED_HANDSHAKE, "malformed handshake").await;
     };
