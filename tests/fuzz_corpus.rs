@@ -182,10 +182,10 @@ fn seed_corpora_reach_the_deepest_checks() {
 /// after what it found) pass now.
 ///
 /// - `endpoint_sequence/late-input-behind-the-endpoint-clock`: an endpoint was given a `now`
-///   that none of its sessions had a timer before, then an agent report stamped 1.4 s earlier
-///   (within LATE_INPUT's slack); the session took it at its own older clock and armed a
-///   timer before the endpoint's latest `now`. The endpoint now applies LATE_INPUT against
-///   the latest `now` it was given.
+///   that none of its sessions had a timer before, then an agent report stamped 1.4 s earlier;
+///   the session, whose own clock was older still, took it and armed a timer before the
+///   endpoint's latest `now`. The endpoint now applies LATE_INPUT against the latest `now` it
+///   was given.
 /// - `decode_body/an-overridden-address-that-is-not-utf8`: a candidate with two address
 ///   fields, the first not UTF-8: the fast decoder kept the second and accepted the body, prost
 ///   refuses it (protobuf strings are UTF-8, every occurrence). Every occurrence is checked now.
