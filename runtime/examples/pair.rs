@@ -1,9 +1,12 @@
-//! Two processes find each other through Redis, connect over the real ICE agent on 127.0.0.1
-//! and exchange a datagram over the selected pair. See docs/RUNTIME.md.
+//! Two processes find each other through Redis or through the room service (`icepact-signal`),
+//! connect over the real ICE agent on 127.0.0.1 and exchange a datagram over the selected
+//! pair. See docs/RUNTIME.md.
 //!
 //! ```text
-//! cargo run -p icepact-tokio --features redis --example redis_pair -- alice   # terminal 1
-//! cargo run -p icepact-tokio --features redis --example redis_pair -- bob     # terminal 2
+//! cargo run -p icepact-tokio --features redis,room --example pair -- alice   # terminal 1
+//! cargo run -p icepact-tokio --features redis,room --example pair -- bob     # terminal 2
+//! # through the room service instead of Redis (cargo run -p icepact-signal in a third one):
+//! cargo run -p icepact-tokio --features redis,room --example pair -- alice --room http://127.0.0.1:8080
 //! ```
 //!
 //! The demo derives both key pairs from the names, so each side knows the other's public key
@@ -13,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use icepact::wire::SecretKey;
-use icepact_tokio::{Node, NodeConfig, NodeEvent, RedisBackend};
+use icepact_tokio::{Node, NodeConfig, NodeEvent, RedisBackend, RoomBackend};
 
 /// The demo's fixed key of a name (never do this with real keys).
 fn demo_key(name: &str) -> SecretKey {
@@ -33,24 +36,39 @@ async fn main() -> ExitCode {
             tracing::Level::INFO
         })
         .init();
-    let me = std::env::args().nth(1).unwrap_or_else(|| "alice".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let me = args.first().cloned().unwrap_or_else(|| "alice".into());
     let other = if me == "alice" { "bob" } else { "alice" };
-    let url =
-        std::env::var("ICEPACT_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let room = args
+        .iter()
+        .position(|a| a == "--room")
+        .and_then(|i| args.get(i + 1).cloned());
     let (secret, remote) = (demo_key(&me), demo_key(other).public_key());
 
     let started = Instant::now();
-    let backend = match RedisBackend::new(&url) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{me}: bad Redis URL {url}: {e}");
-            return ExitCode::FAILURE;
+    let (url, node) = match room {
+        Some(url) => {
+            let backend = RoomBackend::new(&url, secret.public_key());
+            let node = match backend {
+                Ok(b) => Node::start(b, secret, &[remote], NodeConfig::default()).await,
+                Err(e) => Err(e.into()),
+            };
+            (url, node)
+        }
+        None => {
+            let url = std::env::var("ICEPACT_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            let node = match RedisBackend::new(&url) {
+                Ok(b) => Node::start(b, secret, &[remote], NodeConfig::default()).await,
+                Err(e) => Err(e.into()),
+            };
+            (url, node)
         }
     };
-    let mut node = match Node::start(backend, secret, &[remote], NodeConfig::default()).await {
+    let mut node = match node {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("{me}: cannot start (is redis-server running at {url}?): {e}");
+            eprintln!("{me}: cannot start (is the signaling backend at {url} running?): {e}");
             return ExitCode::FAILURE;
         }
     };
