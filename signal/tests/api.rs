@@ -1,5 +1,6 @@
-//! The service's API against a running instance (embedded store, 127.0.0.1, any port): every
-//! endpoint, every error status and close code, seats and their leases.
+//! The service's API against a running instance (127.0.0.1, any port), once on the embedded
+//! store and once on Redis: every endpoint, every error status and close code, seats and their
+//! leases.
 
 mod common;
 
@@ -11,9 +12,8 @@ use icepact_signal::{Config, Envelope};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-#[tokio::test]
-async fn two_members_join_hear_each_other_and_a_third_finds_no_seat() {
-    let s = service(Config::local()).await;
+async fn two_members_join_hear_each_other_and_a_third_finds_no_seat(backing: Backing) {
+    let s = backing.start(Config::local()).await;
     let (status, a) = join(s.addr, "room-1").await;
     let a = a.unwrap();
     assert_eq!(
@@ -72,11 +72,10 @@ async fn two_members_join_hear_each_other_and_a_third_finds_no_seat() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn bad_requests_get_their_status_and_change_nothing() {
+async fn bad_requests_get_their_status_and_change_nothing(backing: Backing) {
     let mut config = Config::local();
     config.max_body = 1024;
-    let s = service(config).await;
+    let s = backing.start(config).await;
     let (_, a) = join(s.addr, "c").await;
     let session = a.unwrap().session.unwrap();
     let addr = s.addr;
@@ -114,11 +113,12 @@ async fn bad_requests_get_their_status_and_change_nothing() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn handshakes_that_are_late_malformed_or_expired_are_closed_with_their_code() {
+async fn handshakes_that_are_late_malformed_or_expired_are_closed_with_their_code(
+    backing: Backing,
+) {
     let mut config = Config::local();
     config.handshake_timeout = Duration::from_millis(300);
-    let s = service(config).await;
+    let s = backing.start(config).await;
     let mut silent = ws(s.addr).await;
     assert_eq!(
         closed_with(&mut silent).await,
@@ -149,12 +149,13 @@ async fn handshakes_that_are_late_malformed_or_expired_are_closed_with_their_cod
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn pongs_keep_a_seat_a_silent_client_loses_it_after_the_lease_and_a_token_rejoins() {
+async fn pongs_keep_a_seat_a_silent_client_loses_it_after_the_lease_and_a_token_rejoins(
+    backing: Backing,
+) {
     let mut config = Config::local();
     config.ping_interval = Duration::from_millis(100);
     config.lease_timeout = Duration::from_millis(500);
-    let s = service(config).await;
+    let s = backing.start(config).await;
     let (_, a) = join(s.addr, "c").await;
     let a = a.unwrap();
     let (_, b) = join(s.addr, "c").await;
@@ -187,12 +188,11 @@ async fn pongs_keep_a_seat_a_silent_client_loses_it_after_the_lease_and_a_token_
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn floods_are_rate_limited_and_connections_are_bounded() {
+async fn floods_are_rate_limited_and_connections_are_bounded(backing: Backing) {
     let mut config = Config::local();
     config.ip_rate = 5;
     config.max_connections = 1;
-    let s = service(config).await;
+    let s = backing.start(config).await;
     let mut statuses = Vec::new();
     for i in 0..20 {
         statuses.push(join(s.addr, &format!("flood-{i}")).await.0);
@@ -212,9 +212,8 @@ async fn floods_are_rate_limited_and_connections_are_bounded() {
     s.shutdown().await;
 }
 
-#[tokio::test]
-async fn health_and_metrics() {
-    let s = service(Config::local()).await;
+async fn health_and_metrics(backing: Backing) {
+    let s = backing.start(Config::local()).await;
     assert_eq!(http(s.healthz_addr, "GET", "/healthz", "").await.0, 200);
     join(s.addr, "c").await;
     let (status, metrics) = http(s.healthz_addr, "GET", "/debug", "").await;
@@ -226,3 +225,34 @@ async fn health_and_metrics() {
     assert!(metrics.contains("signal_joins_total 1"), "{metrics}");
     s.shutdown().await;
 }
+
+/// Each test on both stores: `<test>::memory` and `<test>::redis` (Redis skipped, with a
+/// message, when it is unreachable and `CI` is not set).
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(Backing::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                if let Some((url, prefix)) = redis_or_skip(stringify!($name)).await {
+                    super::$name(Backing::Redis(url, prefix)).await;
+                }
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    two_members_join_hear_each_other_and_a_third_finds_no_seat,
+    bad_requests_get_their_status_and_change_nothing,
+    handshakes_that_are_late_malformed_or_expired_are_closed_with_their_code,
+    pongs_keep_a_seat_a_silent_client_loses_it_after_the_lease_and_a_token_rejoins,
+    floods_are_rate_limited_and_connections_are_bounded,
+    health_and_metrics,
+);

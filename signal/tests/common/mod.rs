@@ -137,3 +137,27 @@ pub async fn redis_or_skip(test: &str) -> Option<(String, String)> {
         }
     }
 }
+
+/// Which store a test's service runs on.
+pub enum Backing {
+    /// The embedded store.
+    Memory,
+    /// Redis: URL and a key prefix of the test's own.
+    Redis(String, String),
+}
+
+impl Backing {
+    /// A service with `config` on this store.
+    pub async fn start(&self, config: Config) -> Running {
+        match self {
+            Backing::Memory => service(config).await,
+            Backing::Redis(url, prefix) => {
+                service_on(
+                    config,
+                    icepact_signal::RedisStore::new(url, prefix).expect("a well-formed URL"),
+                )
+                .await
+            }
+        }
+    }
+}
