@@ -429,7 +429,6 @@ impl Endpoint {
                 Output::Send(d) => {
                     match session.channel.seal(&d, Nonce::random(&mut self.rng)) {
                         Ok(envelope) => {
-                            session.stats.sent += 1;
                             // Rule SUPERSEDED_SEND: descriptions are cumulative (each carries
                             // the session, the credentials, every candidate gathered so far and
                             // the newest acknowledgement), so one not yet handed to the backend
@@ -437,8 +436,9 @@ impl Endpoint {
                             // checker's links make the same replacement in flight (a send to a
                             // full link loses the older description).
                             if self.transmits.insert(remote, envelope).is_some() {
-                                session.stats.sent -= 1;
                                 session.stats.superseded += 1;
+                            } else {
+                                session.stats.sent += 1;
                             }
                         }
                         Err(_) => {

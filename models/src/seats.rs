@@ -199,9 +199,7 @@ impl Model for SeatModel {
             SeatAction::Handshake(i) | SeatAction::Pong(i) => {
                 let granted = s.clients[i].granted_until;
                 let t = token(i);
-                let mut seats = s.seats.clone();
-                let ok = self.renew(&mut seats, now, &t).is_ok();
-                s.seats = seats;
+                let ok = self.renew(&mut s.seats, now, &t).is_ok();
                 if ok {
                     s.expired_renewed |= granted.is_none_or(|g| g <= now);
                     s.rejoined |= matches!(action, SeatAction::Handshake(_))

@@ -85,17 +85,14 @@ struct Router {
 
 impl Router {
     fn route(&self, from: SocketAddr, data: &[u8]) -> Option<&AgentInbound<UdpInput>> {
-        let ufrag = match stun::classify(data) {
-            Some(stun::Kind::Request { username }) => username
-                .and_then(|u| u.split(':').next())
-                .map(str::to_owned),
-            Some(stun::Kind::Other { id }) => self.by_transaction.get(&id).cloned(),
+        let named = match stun::classify(data) {
+            Some(stun::Kind::Request { username }) => username.and_then(|u| u.split(':').next()),
+            Some(stun::Kind::Other { id }) => self.by_transaction.get(&id).map(String::as_str),
             None => None,
         };
-        let ufrag = ufrag
-            .filter(|u| self.by_ufrag.contains_key(u))
-            .or_else(|| self.by_source.get(&from).cloned())?;
-        self.by_ufrag.get(&ufrag)
+        named
+            .and_then(|u| self.by_ufrag.get(u))
+            .or_else(|| self.by_ufrag.get(self.by_source.get(&from)?))
     }
 
     fn transaction(&mut self, id: TransactionId, ufrag: &str) {
@@ -109,10 +106,11 @@ impl Router {
         }
     }
 
-    /// Forgets a session's ufrag and the sources routed to it.
-    fn forget(&mut self, ufrag: &str) {
-        self.by_ufrag.remove(ufrag);
+    /// Forgets a session's ufrag and the sources routed to it; returns where its datagrams
+    /// went.
+    fn forget(&mut self, ufrag: &str) -> Option<AgentInbound<UdpInput>> {
         self.by_source.retain(|_, u| u != ufrag);
+        self.by_ufrag.remove(ufrag)
     }
 }
 
@@ -222,7 +220,7 @@ pub(crate) struct IceSession {
 
 impl Drop for IceSession {
     fn drop(&mut self) {
-        self.node.router().forget(&self.ufrag);
+        let _ = self.node.router().forget(&self.ufrag);
     }
 }
 
@@ -427,8 +425,7 @@ impl IceSession {
     pub fn restart(&mut self, credentials: &Credentials) {
         {
             let mut router = self.node.router();
-            if let Some(inbound) = router.by_ufrag.remove(&self.ufrag) {
-                router.by_source.retain(|_, u| *u != self.ufrag);
+            if let Some(inbound) = router.forget(&self.ufrag) {
                 router
                     .by_ufrag
                     .insert(credentials.ufrag.to_string(), inbound);
