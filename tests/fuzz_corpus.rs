@@ -178,6 +178,43 @@ fn seed_corpora_reach_the_deepest_checks() {
     }
 }
 
+/// The reach of a grown corpus (docs/FUZZING.md's ten-minute table): with
+/// `ICEPACT_FUZZ_CORPUS=<dir>` set, every target runs over `<dir>/<target>/` (cargo-fuzz's
+/// `fuzz/corpus/`, say) and the share that gets to its deep checks is printed; without it the
+/// test does nothing. `cargo test --release --test fuzz_corpus grown -- --nocapture`.
+#[test]
+fn grown_corpus_reach() {
+    let Some(dir) = std::env::var_os("ICEPACT_FUZZ_CORPUS") else {
+        return;
+    };
+    for (target, run) in [
+        ("decode_body", targets::decode_body as fn(&[u8]) -> Reach),
+        ("open_envelope", targets::open_envelope),
+        ("peer_sequence", targets::peer_sequence),
+        ("decode_body_structured", targets::decode_body_structured),
+        (
+            "open_envelope_structured",
+            targets::open_envelope_structured,
+        ),
+        ("endpoint_sequence", targets::endpoint_sequence),
+        ("signal_messages", targets::signal_messages),
+    ] {
+        let Ok(entries) = std::fs::read_dir(Path::new(&dir).join(target)) else {
+            continue;
+        };
+        let (mut total, mut deep) = (0, 0);
+        for entry in entries {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            total += 1;
+            deep += usize::from(run(&data) == Reach::Deep);
+        }
+        println!(
+            "{target}: {deep} of {total} ({:.0} %) reach the deep checks",
+            100.0 * deep as f64 / total.max(1) as f64
+        );
+    }
+}
+
 /// Inputs on which a fuzzer once found a failure (`fuzz/regressions/<target>/`, each named
 /// after what it found) pass now.
 ///
