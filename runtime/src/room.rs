@@ -36,6 +36,10 @@ const DEADLINE: Duration = Duration::from_secs(5);
 const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
 /// Longest delay between reconnection attempts.
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// No frame for this long (the service PINGs every `--ping-interval`, 5 s by default) means the
+/// connection is dead without having been closed (a half-open TCP connection after a network
+/// change or a frozen service): it is reopened.
+const IDLE: Duration = Duration::from_secs(60);
 /// The service's close code for a session it no longer knows.
 const SESSION_EXPIRED: u16 = 4001;
 
@@ -264,16 +268,25 @@ async fn read(inner: &std::sync::Weak<Inner>, call: &str, ws: &mut Ws) -> bool {
     info!(%call, "room joined");
     // The backend is checked for liveness once a second: the server's PINGs keep a
     // connection busy forever, so an idle one would otherwise outlive its node.
+    // So is the connection: a silent one (no PING for IDLE) is reopened.
     let mut alive = tokio::time::interval(Duration::from_secs(1));
+    let mut last_frame = tokio::time::Instant::now();
     loop {
         let m = tokio::select! {
             m = ws.next() => match m {
-                Some(m) => m,
+                Some(m) => {
+                    last_frame = tokio::time::Instant::now();
+                    m
+                }
                 None => return false,
             },
             _ = alive.tick() => {
                 if inner.strong_count() == 0 {
                     let _ = ws.close(None).await;
+                    return false;
+                }
+                if last_frame.elapsed() > IDLE {
+                    debug!(%call, "no frame from the room service for {IDLE:?}; reconnecting");
                     return false;
                 }
                 continue;

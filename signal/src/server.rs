@@ -388,12 +388,24 @@ async fn ws<S: Store>(
         }))
 }
 
+/// How long one WebSocket frame may take to go out: a client that stops reading (its TCP
+/// window full) must not hold its connection's task forever.
+const SEND_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Sends one frame within [`SEND_DEADLINE`]; false if it failed or timed out.
+async fn send(socket: &mut WebSocket, m: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_DEADLINE, socket.send(m)).await,
+        Ok(Ok(()))
+    )
+}
+
 async fn close_with(mut socket: WebSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    send(&mut socket, Message::Close(Some(frame))).await;
 }
 
 /// The handshake, then PINGs, renewals on PONG, and the room's messages until either side
@@ -440,7 +452,7 @@ async fn presence<S: Store>(svc: &Service<S>, mut socket: WebSocket) {
         session: None,
         body: None,
     };
-    if send_json(&mut socket, &welcome).await.is_err() {
+    if !send_json(&mut socket, &welcome).await {
         return;
     }
     let available = RoomMessage {
@@ -473,7 +485,7 @@ async fn presence<S: Store>(svc: &Service<S>, mut socket: WebSocket) {
                     bump(&svc.metrics.renewals_failed);
                     return close_with(socket, close::SESSION_EXPIRED, "session expired").await;
                 }
-                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                if !send(&mut socket, Message::Ping(Bytes::new())).await {
                     return;
                 }
             }
@@ -491,7 +503,7 @@ async fn presence<S: Store>(svc: &Service<S>, mut socket: WebSocket) {
             relayed = room.recv() => match relayed {
                 Ok(m) if m.from != token => {
                     let out = Envelope { kind: m.kind, call: m.call, session: None, body: m.body };
-                    if send_json(&mut socket, &out).await.is_err() {
+                    if !send_json(&mut socket, &out).await {
                         return;
                     }
                     bump(&svc.metrics.relayed);
@@ -516,10 +528,10 @@ async fn renew<S: Store>(svc: &Service<S>, call: &str, token: &Token) -> Result<
     Ok(())
 }
 
-async fn send_json(socket: &mut WebSocket, m: &Envelope) -> Result<(), axum::Error> {
+async fn send_json(socket: &mut WebSocket, m: &Envelope) -> bool {
     // Serialising these plain string fields cannot fail.
     let text = serde_json::to_string(m).unwrap_or_default();
-    socket.send(Message::Text(text.into())).await
+    send(socket, Message::Text(text.into())).await
 }
 
 async fn healthz<S: Store>(State(svc): State<Arc<Service<S>>>) -> StatusCode {
