@@ -70,6 +70,7 @@ pub mod invariants;
 mod keys;
 mod peer;
 mod rng;
+pub mod room;
 pub mod rules;
 pub mod state;
 pub mod wire;

@@ -100,7 +100,12 @@ async fn service<S: Store>(store: S, label: &str) {
                     m = ws.next() => match m {
                         Some(Ok(Message::Text(t))) => {
                             let Ok(m) = serde_json::from_str::<Envelope>(&t) else { continue };
-                            if let Some(sent) = m.body.and_then(|b| b.parse::<u64>().ok()) {
+                            // The send time travels as the "SDP" of a browser call's offer.
+                            let sent = m.body.and_then(|b| {
+                                let v: serde_json::Value = serde_json::from_str(&b).ok()?;
+                                v["description"]["sdp"].as_str()?.parse::<u64>().ok()
+                            });
+                            if let Some(sent) = sent {
                                 let now = epoch.elapsed().as_nanos() as u64;
                                 latencies.push(now.saturating_sub(sent));
                             }
@@ -137,7 +142,10 @@ async fn service<S: Store>(store: S, label: &str) {
                     "kind": "OFFER",
                     "call": m.call,
                     "session": m.session,
-                    "body": epoch.elapsed().as_nanos().to_string(),
+                    "body": serde_json::json!({
+                        "from": "load",
+                        "description": {"type": "offer", "sdp": epoch.elapsed().as_nanos().to_string()},
+                    }).to_string(),
                 });
                 let r = http
                     .post(format!("{base}/signal"))

@@ -21,6 +21,10 @@
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+mod demo;
+#[cfg(feature = "server")]
+pub mod namespace;
+#[cfg(feature = "server")]
 pub mod redis_store;
 pub mod seats;
 #[cfg(feature = "server")]

@@ -21,13 +21,15 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::demo;
+use crate::namespace::Namespace;
 use crate::seats::{Millis, SeatError, Token};
 use crate::store::{unix_millis, RoomMessage, Store, StoreError};
 
 /// The message format of seed 004: `{kind, call, session, body}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
-    /// What the message is (`JOIN`, `WELCOME`, `OFFER`, `ANSWER`, `AVAILABLE`).
+    /// What the message is (`JOIN`, `WELCOME`, `OFFER`, `ANSWER`, `CANDIDATE`, `AVAILABLE`).
     pub kind: String,
     /// The call.
     pub call: String,
@@ -230,7 +232,7 @@ impl<S: Store> Service<S> {
 /// A `POST /signal` request, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signal {
-    /// `OFFER` or `ANSWER`.
+    /// `OFFER`, `ANSWER` or (in a browser call) `CANDIDATE`.
     pub kind: String,
     /// A valid call name.
     pub call: String,
@@ -240,17 +242,17 @@ pub struct Signal {
     pub body: Option<String>,
 }
 
-/// Parses a `POST /signal` body: JSON of kind `OFFER` or `ANSWER`, a valid call name and a
-/// well-formed session token.
+/// Parses a `POST /signal` body: JSON with a valid call name, a well-formed session token, and
+/// a kind and body that fit the call's namespace (rule CALL_NAMESPACE, [`Namespace`]).
 pub fn parse_signal(bytes: &[u8]) -> Result<Signal, ApiError> {
     let m: Envelope =
         serde_json::from_slice(bytes).map_err(|_| ApiError::BadRequest("malformed JSON"))?;
-    if !matches!(m.kind.as_str(), "OFFER" | "ANSWER") {
-        return Err(ApiError::BadRequest("kind must be OFFER or ANSWER"));
-    }
     if !valid_call(&m.call) {
         return Err(ApiError::BadRequest("invalid call name"));
     }
+    Namespace::of(&m.call)
+        .check(&m.kind, m.body.as_deref())
+        .map_err(ApiError::BadRequest)?;
     let session = m
         .session
         .as_deref()
@@ -274,17 +276,16 @@ pub fn parse_handshake(text: &str) -> Option<(Token, String)> {
 }
 
 /// A call name: 1 to 128 characters that need no escaping in a URL path (`A–Z a–z 0–9 . _ ~ -`).
-pub fn valid_call(call: &str) -> bool {
-    (1..=128).contains(&call.len())
-        && call
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
-}
+pub use icepact::room::valid_call;
 
-/// The API: `GET /call/{call}`, `GET /ws`, `POST /signal`.
+/// The API: `GET /call/{call}`, `GET /ws`, `POST /signal`, and the demo page (`/`,
+/// `/app.js`, `/client.json`: the client state table).
 pub fn api<S: Store>(service: Arc<Service<S>>) -> Router {
     let limit = service.config.max_body;
     Router::new()
+        .route("/", get(demo::index))
+        .route("/app.js", get(demo::script))
+        .route("/client.json", get(demo::table))
         .route("/call/{call}", get(join::<S>))
         .route("/ws", get(ws::<S>))
         .route("/signal", post(signal::<S>))

@@ -50,7 +50,7 @@ async fn two_members_join_hear_each_other_and_a_third_finds_no_seat(backing: Bac
             kind: "OFFER".into(),
             call: "room-1".into(),
             session: None,
-            body: Some("v=0 offer".into())
+            body: Some(sdp("OFFER", "v=0 offer"))
         },
         "relayed without the sender's token"
     );
@@ -61,7 +61,7 @@ async fn two_members_join_hear_each_other_and_a_third_finds_no_seat(backing: Bac
     let answer = next(&mut wb).await;
     assert_eq!(
         (answer.kind.as_str(), answer.body.as_deref()),
-        ("ANSWER", Some("v=0 answer"))
+        ("ANSWER", Some(sdp("ANSWER", "v=0 answer").as_str()))
     );
     // Neither got its own message back, and messages the client sends are ignored.
     wa.send(Message::text("{\"kind\":\"OFFER\"}"))
@@ -91,6 +91,30 @@ async fn bad_requests_get_their_status_and_change_nothing(backing: Backing) {
         400,
         "unknown kind"
     );
+    // Rule CALL_NAMESPACE: each call holds one kind of member, and its messages fit it.
+    let raw = |kind: &str, call: &str, body: &str| {
+        let m = serde_json::json!({"kind": kind, "call": call, "session": session, "body": body});
+        m.to_string()
+    };
+    let status = |m: String| async move { http(addr, "POST", "/signal", &m).await.0 };
+    assert_eq!(
+        status(raw("OFFER", "c", "AAEC")).await,
+        400,
+        "an envelope in a browser call"
+    );
+    assert_eq!(
+        status(raw("OFFER", "ip-c", &sdp("OFFER", "v=0"))).await,
+        400,
+        "SDP in a node call"
+    );
+    assert_eq!(
+        status(raw("ANSWER", "c", &sdp("OFFER", "v=0"))).await,
+        400,
+        "kind and type differ"
+    );
+    let end = r#"{"from":"x","candidate":null}"#;
+    assert_eq!(status(raw("CANDIDATE", "c", end)).await, 200, "trickle ICE");
+    assert_eq!(status(raw("CANDIDATE", "ip-c", end)).await, 400);
     assert_eq!(post(addr, "OFFER", "c", "not-a-token", "x").await, 400);
     let foreign = "0123456789abcdef0123456789abcdef";
     assert_eq!(
@@ -246,6 +270,31 @@ macro_rules! on_both_stores {
             }
         }
     )*};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_and_the_client_table_are_served() {
+    let s = Backing::Memory.start(Config::local()).await;
+    let (status, page) = http(s.addr, "GET", "/", "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<script src=\"/app.js\">"), "{page}");
+    let (status, script) = http(s.addr, "GET", "/app.js", "").await;
+    assert_eq!(status, 200);
+    assert!(script.contains("RTCPeerConnection"));
+    let (status, table) = http(s.addr, "GET", "/client.json", "").await;
+    assert_eq!(status, 200);
+    let body = &table[table.find("\r\n\r\n").map_or(0, |i| i + 4)..];
+    let t: serde_json::Value =
+        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(
+        t["states"].as_array().map(Vec::len),
+        Some(icepact::room::ClientState::ALL.len())
+    );
+    assert_eq!(
+        t["edges"].as_array().map(Vec::len),
+        Some(icepact::room::edges().count())
+    );
+    s.shutdown().await;
 }
 
 on_both_stores!(

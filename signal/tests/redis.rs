@@ -44,9 +44,15 @@ async fn two_instances_on_one_redis_are_one_service() {
     );
     let (sa, sb) = (a.session.clone().unwrap(), b.session.clone().unwrap());
     assert_eq!(post(two.addr, "OFFER", "call", &sb, "offer").await, 200);
-    assert_eq!(next(&mut wa).await.body.as_deref(), Some("offer"));
+    assert_eq!(
+        next(&mut wa).await.body.as_deref(),
+        Some(sdp("OFFER", "offer").as_str())
+    );
     assert_eq!(post(one.addr, "ANSWER", "call", &sa, "answer").await, 200);
-    assert_eq!(next(&mut wb).await.body.as_deref(), Some("answer"));
+    assert_eq!(
+        next(&mut wb).await.body.as_deref(),
+        Some(sdp("ANSWER", "answer").as_str())
+    );
 
     // Instance one stops and A's client drops its connection to it; A rejoins its seat
     // through instance two.
@@ -66,6 +72,6 @@ async fn two_instances_on_one_redis_are_one_service() {
     } else {
         m
     };
-    assert_eq!(m.body.as_deref(), Some("again"));
+    assert_eq!(m.body.as_deref(), Some(sdp("OFFER", "again").as_str()));
     two.shutdown().await;
 }

@@ -53,7 +53,20 @@ pub async fn join(addr: SocketAddr, call: &str) -> (u16, Option<Envelope>) {
     (status, serde_json::from_str(&body).ok())
 }
 
+/// A browser call's body for an `OFFER` or `ANSWER` whose SDP is `text` (rule CALL_NAMESPACE).
+pub fn sdp(kind: &str, text: &str) -> String {
+    let kind = kind.to_lowercase();
+    serde_json::json!({ "from": "test", "description": { "type": kind, "sdp": text } }).to_string()
+}
+
+/// Posts `body` as `kind` in `call`; an `OFFER`/`ANSWER` body in a browser call is wrapped
+/// into a description first ([`sdp`]).
 pub async fn post(addr: SocketAddr, kind: &str, call: &str, session: &str, body: &str) -> u16 {
+    let body = if matches!(kind, "OFFER" | "ANSWER") && !call.starts_with("ip-") {
+        sdp(kind, body)
+    } else {
+        body.to_owned()
+    };
     let m = serde_json::json!({ "kind": kind, "call": call, "session": session, "body": body });
     http(addr, "POST", "/signal", &m.to_string()).await.0
 }
