@@ -8,11 +8,15 @@
 //! Envelopes travel as the body of `OFFER` messages, in base64: sealed, so the service never
 //! sees a description.
 //!
-//! Lost connections are reopened with back-off; a session the service no longer knows (it
-//! restarted, or the lease ran out) joins the call again. Envelopes published meanwhile are
-//! lost, which the backend semantics allow: the core re-sends what is not acknowledged. A
-//! node that restarts while its old seat's lease lives finds the call full until that lease
-//! runs out (15 s by default): its publishes fail until then and the core re-sends.
+//! Each call's connection is driven by [`icepact::room::RoomClient`], the sans-IO client whose
+//! table the browser demo page and the model checker use too (one implementation): lost
+//! connections are reopened with back-off and jitter with the same session token (rule
+//! ROOM_RECONNECT), a session the service no longer knows (it restarted, or the lease ran out)
+//! joins the call again (ROOM_REJOIN), and every step has a deadline (ROOM_DEADLINES).
+//! Envelopes published meanwhile are lost, which the backend semantics allow: the core
+//! re-sends what is not acknowledged. A node that restarts while its old seat's lease lives
+//! finds the call full (ROOM_REFUSED): it tries again every [`FULL_RETRY`] until that lease
+//! runs out (15 s by default); its publishes fail until then and the core re-sends.
 //!
 //! Plain `http://` and `ws://` only: put a TLS-terminating proxy in front of the service.
 
@@ -22,26 +26,25 @@ use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
 use futures_util::{SinkExt, StreamExt};
+use icepact::room::{
+    ClientEvent, ClientOutput, Incoming, JoinResult, RoomClient, RoomConfig, RoomError,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::backend::{Backend, BackendError, BackendEvent, Subscription, SUBSCRIPTION_BUFFER};
-use icepact::PublicKey;
+use icepact::{PublicKey, Seed};
 
 /// How long one HTTP request or WebSocket connection attempt may take.
 const DEADLINE: Duration = Duration::from_secs(5);
-/// First delay before reconnecting a call's WebSocket.
-const RECONNECT_INITIAL: Duration = Duration::from_millis(100);
-/// Longest delay between reconnection attempts.
-const RECONNECT_MAX: Duration = Duration::from_secs(5);
-/// No frame for this long (the service PINGs every `--ping-interval`, 5 s by default) means the
-/// connection is dead without having been closed (a half-open TCP connection after a network
-/// change or a frozen service): it is reopened.
-const IDLE: Duration = Duration::from_secs(60);
-/// The service's close code for a session it no longer knows.
-const SESSION_EXPIRED: u16 = 4001;
+/// How long a publish waits for its call's seat (the first join, or a rejoin).
+const SEAT_WAIT: Duration = Duration::from_secs(5);
+/// How often a node tries a full pair call again: its own old seat (a previous process of the
+/// node) frees when its lease runs out.
+pub const FULL_RETRY: Duration = Duration::from_secs(5);
 
 /// The room service's message format.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,10 +78,17 @@ struct Inner {
     ws_url: String,
     local: PublicKey,
     http: reqwest::Client,
-    /// The session token of each joined call (`None` while it must be joined again).
-    calls: Mutex<HashMap<String, Option<String>>>,
+    /// Each call's connection task: its current session token, and where a refused publish
+    /// is reported.
+    calls: StdMutex<HashMap<String, Call>>,
     /// Where received envelopes go, once subscribed.
     inbound: StdMutex<Option<mpsc::Sender<BackendEvent>>>,
+}
+
+#[derive(Clone)]
+struct Call {
+    session: watch::Receiver<Option<String>>,
+    refused: mpsc::UnboundedSender<String>,
 }
 
 impl std::fmt::Debug for RoomBackend {
@@ -112,7 +122,7 @@ impl RoomBackend {
                 ws_url,
                 local,
                 http,
-                calls: Mutex::new(HashMap::new()),
+                calls: StdMutex::new(HashMap::new()),
                 inbound: StdMutex::new(None),
             }),
         })
@@ -127,208 +137,234 @@ impl Inner {
             .clone()
     }
 
-    /// `GET /call/{call}`: a seat and its session token.
-    async fn join(&self, call: &str) -> Result<String, BackendError> {
+    /// `GET /call/{call}`, as the client's [`JoinResult`].
+    async fn join(&self, call: &str) -> JoinResult {
         let url = format!("{}/call/{call}", self.http_base);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(BackendError::Unavailable(format!("join {call}: {status}")));
-        }
-        let text = response
-            .text()
-            .await
-            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-        let m: RoomMessage = serde_json::from_str(&text)
-            .map_err(|e| BackendError::Unavailable(format!("join {call}: {e}")))?;
-        m.session
-            .ok_or_else(|| BackendError::Unavailable(format!("join {call}: no session")))
-    }
-
-    /// The session of `call`, joining it if needed; true if the call is new to this backend
-    /// (its WebSocket is to be started).
-    async fn ensure(&self, call: &str) -> Result<(String, bool), BackendError> {
-        let mut calls = self.calls.lock().await;
-        let known = match calls.get(call) {
-            Some(Some(s)) => return Ok((s.clone(), false)),
-            Some(None) => true,
-            None => false,
-        };
-        let session = self.join(call).await?;
-        calls.insert(call.to_owned(), Some(session.clone()));
-        Ok((session, !known))
-    }
-
-    /// Forgets `session`, the session of `call` the service no longer knows: the next publish
-    /// or reconnection joins again. A session already replaced is left alone (joining twice
-    /// would hold two seats, and fill the pair's call).
-    async fn expire(&self, call: &str, session: &str) {
-        if let Some(slot) = self.calls.lock().await.get_mut(call) {
-            if slot.as_deref() == Some(session) {
-                *slot = None;
-            }
-        }
-    }
-}
-
-/// Keeps the call's WebSocket open (reconnecting with back-off, joining again when the
-/// session expired) and hands the envelopes it carries to the subscription, until the backend
-/// is dropped.
-async fn presence(inner: std::sync::Weak<Inner>, call: String) {
-    let mut delay = RECONNECT_INITIAL;
-    loop {
-        let Some(me) = inner.upgrade() else { return };
-        let session = match me.ensure(&call).await {
-            Ok((s, _)) => s,
+        let response = match self.http.get(&url).send().await {
+            Ok(r) => r,
             Err(e) => {
                 debug!(%call, error = %e, "join failed");
-                drop(me);
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RECONNECT_MAX);
-                continue;
+                return JoinResult::Unavailable;
             }
         };
-        match connect(&me, &call, &session).await {
-            Ok(mut ws) => {
-                delay = RECONNECT_INITIAL;
-                let url = me.ws_url.clone();
-                drop(me);
-                let expired = read(&inner, &call, &mut ws).await;
-                if expired {
-                    if let Some(me) = inner.upgrade() {
-                        me.expire(&call, &session).await;
-                    }
-                }
-                debug!(%call, %url, expired, "room connection ended; reconnecting");
-            }
-            Err(e) => {
-                debug!(%call, error = %e, "room connection failed");
-                drop(me);
+        match response.status().as_u16() {
+            200 => {}
+            409 => return JoinResult::Full,
+            400 => return JoinResult::Invalid,
+            status => {
+                debug!(%call, status, "join refused");
+                return JoinResult::Unavailable;
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RECONNECT_MAX);
+        let parsed = response
+            .text()
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str::<RoomMessage>(&t).ok())
+            .and_then(|m| m.session);
+        match parsed {
+            Some(session) => JoinResult::Joined(session),
+            None => JoinResult::Unavailable,
+        }
+    }
+
+    /// The call's connection task, started on first use.
+    fn call(self: &Arc<Self>, call: &str) -> Result<Call, BackendError> {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = calls.get(call) {
+            return Ok(c.clone());
+        }
+        let seed = Seed::from_os_rng().map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        let client = RoomClient::new(call, RoomConfig::default(), seed).map_err(|e| match e {
+            RoomError::InvalidCall => BackendError::Unavailable(format!("{call}: invalid call")),
+            e => BackendError::Unavailable(e.to_string()),
+        })?;
+        let (session_tx, session_rx) = watch::channel(None);
+        let (refused_tx, refused_rx) = mpsc::unbounded_channel();
+        let c = Call {
+            session: session_rx,
+            refused: refused_tx,
+        };
+        calls.insert(call.to_owned(), c.clone());
+        tokio::spawn(presence(
+            Arc::downgrade(self),
+            client,
+            session_tx,
+            refused_rx,
+        ));
+        Ok(c)
     }
 }
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Opens the WebSocket and completes the handshake.
-async fn connect(inner: &Inner, call: &str, session: &str) -> Result<Ws, BackendError> {
-    let unavailable = |e: String| BackendError::Unavailable(e);
-    let attempt = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(&inner.ws_url)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let join = RoomMessage {
-            kind: "JOIN".into(),
-            call: call.to_owned(),
-            session: Some(session.to_owned()),
-            body: None,
-        };
-        let text = serde_json::to_string(&join).map_err(|e| unavailable(e.to_string()))?;
-        ws.send(Message::text(text))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let m: RoomMessage =
-                        serde_json::from_str(&t).map_err(|e| unavailable(e.to_string()))?;
-                    if m.kind == "WELCOME" {
-                        return Ok(ws);
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    if frame.is_some_and(|f| u16::from(f.code) == SESSION_EXPIRED) {
-                        inner.expire(call, session).await;
-                    }
-                    return Err(unavailable("closed during the handshake".into()));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(unavailable(e.to_string())),
-                None => return Err(unavailable("closed during the handshake".into())),
-            }
-        }
-    };
-    tokio::time::timeout(DEADLINE, attempt)
-        .await
-        .map_err(|_| unavailable("handshake timed out".into()))?
-}
-
-/// Reads the call's messages until the connection ends; true if the service closed it
-/// because the session expired.
-async fn read(inner: &std::sync::Weak<Inner>, call: &str, ws: &mut Ws) -> bool {
-    info!(%call, "room joined");
+/// Drives one call's [`RoomClient`]: performs its outputs, feeds it the connection's frames and
+/// the time, publishes its session token, and hands received envelopes to the subscription,
+/// until the backend is dropped.
+async fn presence(
+    inner: std::sync::Weak<Inner>,
+    mut client: RoomClient,
+    session: watch::Sender<Option<String>>,
+    mut refused: mpsc::UnboundedReceiver<String>,
+) {
+    let call = client.call().to_owned();
+    // `connect` from Disconnected always has an edge.
+    let _ = client.connect(Instant::now().into_std());
+    let mut ws: Option<Ws> = None;
     // The backend is checked for liveness once a second: the server's PINGs keep a
     // connection busy forever, so an idle one would otherwise outlive its node.
-    // So is the connection: a silent one (no PING for IDLE) is reopened.
     let mut alive = tokio::time::interval(Duration::from_secs(1));
-    let mut last_frame = tokio::time::Instant::now();
     loop {
-        let m = tokio::select! {
-            m = ws.next() => match m {
-                Some(m) => {
-                    last_frame = tokio::time::Instant::now();
-                    m
+        while let Some(out) = client.poll_output() {
+            let Some(me) = inner.upgrade() else { return };
+            match out {
+                ClientOutput::Join => {
+                    let result = me.join(&call).await;
+                    if let Err(e) = client.handle_joined(Instant::now().into_std(), result) {
+                        warn!(%call, error = %e, "the room service sent a malformed token");
+                    }
                 }
-                None => return false,
-            },
+                ClientOutput::Open => match open(&me.ws_url).await {
+                    Ok(socket) => {
+                        ws = Some(socket);
+                        let _ = client.handle_open(Instant::now().into_std());
+                    }
+                    Err(e) => {
+                        debug!(%call, error = %e, "room connection failed");
+                        client.handle_closed(Instant::now().into_std(), None);
+                    }
+                },
+                ClientOutput::Send(text) => {
+                    let sent = match ws.as_mut() {
+                        Some(w) => w.send(Message::text(text)).await.is_ok(),
+                        None => false,
+                    };
+                    if !sent {
+                        client.handle_closed(Instant::now().into_std(), None);
+                    }
+                }
+                ClientOutput::Close => {
+                    if let Some(mut w) = ws.take() {
+                        let _ = tokio::time::timeout(DEADLINE, w.close(None)).await;
+                    }
+                }
+                ClientOutput::Event(e) => match e {
+                    ClientEvent::StateChanged { from, to } => {
+                        debug!(%call, %from, %to, "room client");
+                        if to == icepact::room::ClientState::InRoom {
+                            info!(%call, "room joined");
+                        }
+                    }
+                    ClientEvent::CallFull => {
+                        // ROOM_REFUSED for a user; a node's own old seat frees with its lease.
+                        info!(%call, "pair call full; trying again in {FULL_RETRY:?}");
+                        drop(me);
+                        tokio::time::sleep(FULL_RETRY).await;
+                        let _ = client.connect(Instant::now().into_std());
+                    }
+                    ClientEvent::InvalidCall => {
+                        warn!(%call, "the room service refused the call name");
+                        return;
+                    }
+                    e => debug!(%call, event = ?e, "room client"),
+                },
+                other => debug!(%call, output = ?other, "room client output not handled"),
+            }
+            session.send_if_modified(|s| {
+                let now = client.session().map(str::to_owned);
+                (*s != now).then(|| *s = now).is_some()
+            });
+        }
+        let wake = client.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            frame = async { ws.as_mut()?.next().await }, if ws.is_some() => {
+                let now = Instant::now().into_std();
+                match frame {
+                    Some(Ok(Message::Text(t))) => {
+                        let Ok(m) = serde_json::from_str::<RoomMessage>(&t) else {
+                            client.handle_frame(now);
+                            continue;
+                        };
+                        let relay = client.handle_message(now, Incoming::from_kind(&m.kind));
+                        if relay == Ok(true) && m.kind == "OFFER" && !deliver(&inner, m.body) {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        ws = None;
+                        client.handle_closed(now, frame.map(|f| u16::from(f.code)));
+                    }
+                    Some(Ok(_)) => client.handle_frame(now),
+                    Some(Err(_)) | None => {
+                        ws = None;
+                        client.handle_closed(now, None);
+                    }
+                }
+            }
+            () = async { tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)).await }, if wake.is_some() => {
+                client.handle_timeout(Instant::now().into_std());
+            }
+            Some(dead) = refused.recv() => {
+                // A publish got 409 with the session current then (ROOM_REJOIN); a session
+                // already replaced is left alone (two seats would fill the pair's call).
+                if client.session() == Some(dead.as_str()) {
+                    client.handle_publish_refused(Instant::now().into_std());
+                }
+            }
             _ = alive.tick() => {
                 if inner.strong_count() == 0 {
-                    let _ = ws.close(None).await;
-                    return false;
-                }
-                if last_frame.elapsed() > IDLE {
-                    debug!(%call, "no frame from the room service for {IDLE:?}; reconnecting");
-                    return false;
-                }
-                continue;
-            }
-        };
-        match m {
-            Ok(Message::Text(t)) => {
-                let Ok(m) = serde_json::from_str::<RoomMessage>(&t) else {
-                    continue;
-                };
-                if m.kind != "OFFER" {
-                    continue;
-                }
-                let Some(bytes) = m.body.and_then(|b| Base64::decode_vec(&b).ok()) else {
-                    continue;
-                };
-                let Some(tx) = inner.upgrade().and_then(|i| i.inbound()) else {
-                    return false;
-                };
-                // A full buffer drops the envelope (allowed); a closed one ends us.
-                if let Err(mpsc::error::TrySendError::Closed(_)) =
-                    tx.try_send(BackendEvent::Envelope(bytes))
-                {
-                    return false;
+                    if let Some(mut w) = ws.take() {
+                        let _ = w.close(None).await;
+                    }
+                    return;
                 }
             }
-            Ok(Message::Close(frame)) => {
-                return frame.is_some_and(|f| u16::from(f.code) == SESSION_EXPIRED);
-            }
-            Ok(_) => {}
-            Err(_) => return false,
         }
+    }
+}
+
+/// Opens the WebSocket within [`DEADLINE`].
+async fn open(url: &str) -> Result<Ws, String> {
+    match tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(url)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Hands a received envelope to the subscription; false once the backend or its subscriber is
+/// gone.
+fn deliver(inner: &std::sync::Weak<Inner>, body: Option<String>) -> bool {
+    let Some(bytes) = body.and_then(|b| Base64::decode_vec(&b).ok()) else {
+        return true;
+    };
+    let Some(tx) = inner.upgrade().and_then(|i| i.inbound()) else {
+        return false;
+    };
+    // A full buffer drops the envelope (allowed); a closed one ends us.
+    !matches!(
+        tx.try_send(BackendEvent::Envelope(bytes)),
+        Err(mpsc::error::TrySendError::Closed(_))
+    )
+}
+
+/// The session of `c` once it has one, waiting at most [`SEAT_WAIT`].
+async fn seat(c: &mut Call) -> Option<String> {
+    let wait = c.session.wait_for(Option::is_some);
+    match tokio::time::timeout(SEAT_WAIT, wait).await {
+        Ok(Ok(s)) => s.clone(),
+        _ => None,
     }
 }
 
 impl Backend for RoomBackend {
     async fn publish(&self, to: PublicKey, envelope: Vec<u8>) -> Result<(), BackendError> {
         let call = pair_call(&self.inner.local, &to);
-        let (session, new) = self.inner.ensure(&call).await?;
-        if new {
-            tokio::spawn(presence(Arc::downgrade(&self.inner), call.clone()));
-        }
+        let mut c = self.inner.call(&call)?;
+        let Some(session) = seat(&mut c).await else {
+            return Err(BackendError::Unavailable(format!("{call}: no seat yet")));
+        };
         let message = RoomMessage {
             kind: "OFFER".into(),
             call: call.clone(),
@@ -350,8 +386,8 @@ impl Backend for RoomBackend {
         match response.status().as_u16() {
             200 => Ok(()),
             409 => {
-                // The service no longer knows the session: join again next time.
-                self.inner.expire(&call, &session).await;
+                // The service no longer knows the session: the call's client joins again.
+                let _ = c.refused.send(session);
                 Err(BackendError::Unavailable(format!(
                     "{call}: session expired"
                 )))
