@@ -16,9 +16,13 @@
 //! - ROOM_RECONNECT: a lost connection is reopened with back-off and jitter, with the same
 //!   session token while the service knows it, so the member keeps its seat; the call state
 //!   (`Calling`, `InCall`) survives the drop.
-//! - ROOM_REJOIN: a token the service no longer knows (close code 4001, or 409 on a publish) is
-//!   dropped and the call joined again; a token is never replaced while it may still hold a seat
-//!   (two seats for one member would fill a two-seat call).
+//! - ROOM_REJOIN: a session the service no longer knows (close code 4001, or 409 on a publish)
+//!   joins the call again.
+//! - ROOM_ONE_TOKEN: a member draws its token once and proposes it with every join
+//!   (`GET /call/{call}?session=…`); the service renews the seat a token already holds. So a join
+//!   whose answer was lost (its deadline passed, but the service took the seat) and is retried
+//!   cannot take a second seat, which would fill a two-seat call until the orphan's lease ran
+//!   out. The model checker found that wedge when the service drew a token per join.
 //! - ROOM_DEADLINES: joining, opening, the handshake and (optionally) an idle connection each
 //!   have a deadline; none of them waits for ever.
 //! - ROOM_REFUSED: a refusal the client cannot fix by retrying (the call is full, the name is
@@ -217,8 +221,14 @@ pub enum JoinResult {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ClientOutput {
-    /// Send `GET /call/{call}` and report with [`RoomClient::handle_joined`].
-    Join,
+    /// Send `GET /call/{call}?session={session}` and report with
+    /// [`RoomClient::handle_joined`]. The member proposes its own token, the same on every
+    /// attempt, so a join retried after a lost answer renews the seat the first one took
+    /// instead of taking a second (rule ROOM_ONE_TOKEN).
+    Join {
+        /// The member's token.
+        session: String,
+    },
     /// Open the WebSocket (`GET /ws`) and report with [`RoomClient::handle_open`] or
     /// [`RoomClient::handle_closed`].
     Open,
@@ -347,6 +357,9 @@ pub struct RoomClient {
     config: RoomConfig,
     state: ClientState,
     link: Link,
+    /// The member's token (ROOM_ONE_TOKEN): drawn once, proposed with every join.
+    token: String,
+    /// The token the service confirmed by a join, while the client believes it holds a seat.
     session: Option<String>,
     /// Failed attempts in a row (reset by WELCOME).
     attempt: u32,
@@ -387,21 +400,25 @@ pub fn valid_call(call: &str) -> bool {
 }
 
 impl RoomClient {
-    /// A client for `call`, `Disconnected`. `seed` draws the back-off jitter (any value; it
-    /// need not be secret).
+    /// A client for `call`, `Disconnected`. `seed` draws the member's session token and the
+    /// back-off jitter: it must be secret (anyone who can compute the token can speak for the
+    /// member and hold its seat), so take it from the OS ([`Seed::from_os_rng`]).
     pub fn new(call: &str, config: RoomConfig, seed: Seed) -> Result<RoomClient, RoomError> {
         if !valid_call(call) {
             return Err(RoomError::InvalidCall);
         }
+        let mut rng = SessionRng::from_seed(seed);
+        let token = rng.hex_token();
         Ok(RoomClient {
             call: call.to_owned(),
             config,
             state: ClientState::Disconnected,
             link: Link::Down,
+            token,
             session: None,
             attempt: 0,
             timer: None,
-            rng: SessionRng::from_seed(seed),
+            rng,
             out: VecDeque::new(),
         })
     }
@@ -457,7 +474,9 @@ impl RoomClient {
             self.out.push_back(ClientOutput::Open);
         } else {
             self.link = Link::Joining;
-            self.out.push_back(ClientOutput::Join);
+            self.out.push_back(ClientOutput::Join {
+                session: self.token.clone(),
+            });
         }
         self.deadline(now, self.config.deadline);
     }
@@ -483,6 +502,10 @@ impl RoomClient {
             }));
         let delay = if reason == LostReason::Closed(Some(close_code::GOING_AWAY)) && attempt == 0 {
             Duration::ZERO
+        } else if self.config.backoff.jitter_permille == 0 {
+            // Without jitter the generator is not consulted (its position would only split
+            // otherwise equal states in the model checker).
+            self.config.backoff.nominal(attempt)
         } else {
             self.config.backoff.interval(attempt, &mut self.rng)
         };
@@ -525,6 +548,9 @@ impl RoomClient {
                     self.lost(now, LostReason::JoinFailed);
                     return Err(RoomError::MalformedToken);
                 }
+                // A service that does not take proposals hands out its own token: it becomes
+                // the member's.
+                self.token.clone_from(&token);
                 self.session = Some(token);
                 self.attempt_now(now);
             }
@@ -620,7 +646,8 @@ impl RoomClient {
         }
     }
 
-    /// Rule ROOM_REJOIN: the token is dead; the next attempt joins anew.
+    /// Rule ROOM_REJOIN: the session is dead; the next attempt joins again (with the same
+    /// token, ROOM_ONE_TOKEN).
     fn expire(&mut self) {
         if self.session.take().is_some() {
             self.out
@@ -869,7 +896,9 @@ mod tests {
     fn join_open_handshake_welcome() {
         let (mut c, now) = client();
         c.connect(now).unwrap();
-        assert_eq!(drain(&mut c)[1], ClientOutput::Join);
+        let token = c.token.clone();
+        assert_eq!(token.len(), 32);
+        assert_eq!(drain(&mut c)[1], ClientOutput::Join { session: token });
         c.handle_joined(now, JoinResult::Joined(TOKEN.into()))
             .unwrap();
         assert_eq!(drain(&mut c), vec![ClientOutput::Open]);
@@ -918,7 +947,10 @@ mod tests {
         assert_eq!(c.state(), ClientState::Connecting);
         let t = c.poll_timeout().unwrap();
         c.handle_timeout(t);
-        assert!(drain(&mut c).contains(&ClientOutput::Join));
+        let again = ClientOutput::Join {
+            session: TOKEN.into(),
+        };
+        assert!(drain(&mut c).contains(&again), "the same token again");
         c.handle_joined(t, JoinResult::Full).unwrap();
         assert_eq!(c.state(), ClientState::Disconnected);
         assert_eq!(c.poll_timeout(), None);

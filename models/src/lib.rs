@@ -19,6 +19,7 @@ pub mod bfs;
 pub mod dfs;
 pub mod model;
 pub mod properties;
+pub mod room_client;
 pub mod seats;
 pub mod shared;
 pub mod trace;
@@ -203,6 +204,54 @@ pub struct VerdictRow {
     pub trace: Option<String>,
     /// The counterexample as a Mermaid `sequenceDiagram`.
     pub mermaid: Option<String>,
+}
+
+/// The verdict rows of a finished breadth-first search of a small model (the seats, the room
+/// client): one per property, with the rule `rule_of` names for it.
+pub fn rows_of<M: stateright::Model>(
+    model: &M,
+    out: &bfs::SearchOutcome<M::Action>,
+    config: &str,
+    rule_of: fn(&str) -> &'static str,
+) -> Vec<VerdictRow>
+where
+    M::Action: std::fmt::Debug,
+{
+    model
+        .properties()
+        .iter()
+        .map(|p| {
+            let always = matches!(p.expectation, stateright::Expectation::Always);
+            let path = out.discoveries.get(p.name);
+            let outcome = match (always, path.is_some()) {
+                (true, false) => Outcome::Holds,
+                (true, true) => Outcome::Violated,
+                (false, true) => Outcome::Found,
+                (false, false) => Outcome::NotFound,
+            };
+            let trace = path.filter(|_| always).map(|actions| {
+                actions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| format!("  {}. {a:?}\n", i + 1))
+                    .collect::<String>()
+            });
+            VerdictRow {
+                property: p.name,
+                always,
+                rule: rule_of(p.name),
+                config: config.to_owned(),
+                outcome,
+                unique_states: out.unique_states,
+                max_depth: out.max_depth,
+                seconds: out.seconds,
+                exhaustive: out.exhaustive,
+                path_len: path.filter(|_| always).map(Vec::len),
+                trace,
+                mermaid: None,
+            }
+        })
+        .collect()
 }
 
 /// Checks one configuration and returns a row per property, in [`properties::PROPERTIES`]

@@ -279,7 +279,6 @@ fn rule_of(property: &str) -> &'static str {
 /// a row per property.
 pub fn check(model: &SeatModel) -> Vec<crate::VerdictRow> {
     use crate::bfs::{search, Limits};
-    use crate::{Outcome, VerdictRow};
     let out = search(model, &Limits::default());
     let config = format!(
         "{} clients, {} seats, lease {} ticks, horizon {}, {} crash, {} instance crash{}",
@@ -295,41 +294,7 @@ pub fn check(model: &SeatModel) -> Vec<crate::VerdictRow> {
             ""
         }
     );
-    model
-        .properties()
-        .iter()
-        .map(|p| {
-            let always = matches!(p.expectation, stateright::Expectation::Always);
-            let path = out.discoveries.get(p.name);
-            let outcome = match (always, path.is_some()) {
-                (true, false) => Outcome::Holds,
-                (true, true) => Outcome::Violated,
-                (false, true) => Outcome::Found,
-                (false, false) => Outcome::NotFound,
-            };
-            let trace = path.filter(|_| always).map(|actions| {
-                actions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| format!("  {}. {a:?}\n", i + 1))
-                    .collect::<String>()
-            });
-            VerdictRow {
-                property: p.name,
-                always,
-                rule: rule_of(p.name),
-                config: config.clone(),
-                outcome,
-                unique_states: out.unique_states,
-                max_depth: out.max_depth,
-                seconds: out.seconds,
-                exhaustive: out.exhaustive,
-                path_len: path.filter(|_| always).map(Vec::len),
-                trace,
-                mermaid: None,
-            }
-        })
-        .collect()
+    crate::rows_of(model, &out, &config, rule_of)
 }
 
 #[cfg(test)]

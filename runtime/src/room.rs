@@ -137,9 +137,9 @@ impl Inner {
             .clone()
     }
 
-    /// `GET /call/{call}`, as the client's [`JoinResult`].
-    async fn join(&self, call: &str) -> JoinResult {
-        let url = format!("{}/call/{call}", self.http_base);
+    /// `GET /call/{call}?session={session}`, as the client's [`JoinResult`].
+    async fn join(&self, call: &str, session: &str) -> JoinResult {
+        let url = format!("{}/call/{call}?session={session}", self.http_base);
         let response = match self.http.get(&url).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -219,8 +219,8 @@ async fn presence(
         while let Some(out) = client.poll_output() {
             let Some(me) = inner.upgrade() else { return };
             match out {
-                ClientOutput::Join => {
-                    let result = me.join(&call).await;
+                ClientOutput::Join { session } => {
+                    let result = me.join(&call, &session).await;
                     if let Err(e) = client.handle_joined(Instant::now().into_std(), result) {
                         warn!(%call, error = %e, "the room service sent a malformed token");
                     }

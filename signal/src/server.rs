@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -301,17 +301,29 @@ pub fn health<S: Store>(service: Arc<Service<S>>) -> Router {
         .with_state(service)
 }
 
-/// `GET /call/{call}`: a seat and its session token, or 409.
+/// The query of `GET /call/{call}`.
+#[derive(Deserialize)]
+struct JoinQuery {
+    /// The token the client proposes (its own 128 random bits): a join with a token that
+    /// holds a live seat renews that seat, so a retried join never takes a second one.
+    session: Option<String>,
+}
+
+/// `GET /call/{call}[?session=…]`: a seat and its session token, or 409.
 async fn join<S: Store>(
     State(svc): State<Arc<Service<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(call): Path<String>,
+    Query(query): Query<JoinQuery>,
 ) -> Result<Json<Envelope>, ApiError> {
     svc.check_ip(peer.ip())?;
     if !valid_call(&call) {
         return Err(ApiError::BadRequest("invalid call name"));
     }
-    let token = Token::generate().map_err(|e| StoreError(format!("no randomness: {e}")))?;
+    let token = match query.session {
+        Some(s) => Token::parse(&s).ok_or(ApiError::BadRequest("invalid session"))?,
+        None => Token::generate().map_err(|e| StoreError(format!("no randomness: {e}")))?,
+    };
     let (now, capacity, lease) = (unix_millis(), svc.config.seats as usize, svc.lease());
     let t = token.clone();
     let joined = svc

@@ -4,12 +4,14 @@
 // The signaling states and their edges are not written here: the page loads them from
 // /client.json (the table of icepact::room, the Rust client) and every change goes through
 // go(), which refuses (and reports) a change the table does not have. The rules follow the
-// Rust client's, named the same: ROOM_RECONNECT, ROOM_REJOIN, ROOM_DEADLINES, ROOM_REFUSED.
+// Rust client's, named the same: ROOM_RECONNECT, ROOM_REJOIN, ROOM_ONE_TOKEN, ROOM_DEADLINES,
+// ROOM_REFUSED.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const demo = {
-  id: randomId(),          // this member's id: roles are chosen by comparing ids
+  id: randomId(8),         // this member's id: roles are chosen by comparing ids
+  token: randomId(16),     // ROOM_ONE_TOKEN: proposed with every join, so a retry never takes two seats
   state: "Disconnected",
   link: "Down",
   call: null,
@@ -45,8 +47,8 @@ const DELAY_MS = Number(new URLSearchParams(location.search).get("delay")) || 0;
 const DEADLINE_MS = 5000;         // ROOM_DEADLINES: join, open, handshake
 const BACKOFF = { initial: 250, max: 5000, jitter: 0.25 };
 
-function randomId() {
-  const b = new Uint8Array(8);
+function randomId(bytes) {
+  const b = new Uint8Array(bytes);
   crypto.getRandomValues(b);
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
@@ -114,7 +116,7 @@ async function attempt() {
   arm(DEADLINE_MS, () => lost("join deadline"));
   let response;
   try {
-    response = await fetch("/call/" + encodeURIComponent(demo.call));
+    response = await fetch("/call/" + encodeURIComponent(demo.call) + "?session=" + demo.token);
   } catch (e) {
     return lost("join failed: " + e);
   }
@@ -135,6 +137,7 @@ async function attempt() {
   if (!response.ok) return lost("join failed: " + response.status);
   const join = await response.json();
   demo.session = join.session;
+  demo.token = join.session;
   if (demo.joinedBefore) demo.rejoins++;
   demo.joinedBefore = true;
   log("seat taken in " + join.call);

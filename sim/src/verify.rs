@@ -190,52 +190,79 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
     }
 
     // The signaling service's seats (icepact-signal's real seat functions over an atomic
-    // store): the protocol holds exhaustively; a renewal that does not check the lease must be
-    // found broken.
-    for broken in [false, true] {
-        let col = columns.len();
-        columns.push(if broken {
-            "model seats broken".to_string()
-        } else {
-            "model seats".to_string()
-        });
-        if progress {
-            eprintln!(
-                "model checking the seats{} ...",
-                if broken { " (broken renewal)" } else { "" }
-            );
-        }
-        let model = icepact_models::seats::SeatModel {
-            broken,
-            ..Default::default()
-        };
-        let rows = icepact_models::seats::check(&model);
-        if let Some(r) = rows.first() {
-            figure_line(&mut figures, &columns[col], r, &r.config);
-        }
-        let mut violated = false;
-        for r in &rows {
-            put(&mut cells, &mut order, r.property, col, cell(r));
-            violated |= r.outcome == Outcome::Violated;
-            if !broken {
-                pass &= !r.outcome.is_failure() && r.exhaustive;
-            }
-        }
-        if broken {
-            pass &= violated;
-            // The overfilled call is the failure that matters to users; any other if not.
-            if let Some(r) = rows
-                .iter()
-                .filter(|r| r.outcome == Outcome::Violated)
-                .min_by_key(|r| (r.property != "at most N holders", r.path_len))
-            {
-                let _ = writeln!(
-                    details,
-                    "\nSeats with an unchecked renewal: \"{}\" violated; shortest counterexample ({} steps):\n{}",
-                    r.property,
-                    r.path_len.unwrap_or(0),
-                    r.trace.as_deref().unwrap_or("")
+    // store) and the room client (icepact::room's real client and negotiation against them):
+    // each protocol holds exhaustively; each deliberately broken variant (a renewal that does
+    // not check the lease; a service that draws a token per join) must be found broken.
+    type Checker = fn(bool) -> Vec<icepact_models::VerdictRow>;
+    let small: [(&str, &str, &str, Checker); 2] = [
+        (
+            "seats",
+            "an unchecked renewal",
+            "at most N holders",
+            |broken| {
+                icepact_models::seats::check(&icepact_models::seats::SeatModel {
+                    broken,
+                    ..Default::default()
+                })
+            },
+        ),
+        (
+            "room client",
+            "a token per join",
+            "one seat per member",
+            |broken| {
+                icepact_models::room_client::check(&icepact_models::room_client::RoomClientModel {
+                    service_tokens: broken,
+                    ..Default::default()
+                })
+            },
+        ),
+    ];
+    for (name, broken_as, headline, checker) in small {
+        for broken in [false, true] {
+            let col = columns.len();
+            columns.push(format!(
+                "model {name}{}",
+                if broken { " broken" } else { "" }
+            ));
+            if progress {
+                eprintln!(
+                    "model checking the {name}{} ...",
+                    if broken {
+                        format!(" ({broken_as})")
+                    } else {
+                        String::new()
+                    }
                 );
+            }
+            let rows = checker(broken);
+            if let Some(r) = rows.first() {
+                figure_line(&mut figures, &columns[col], r, &r.config);
+            }
+            let mut violated = false;
+            for r in &rows {
+                put(&mut cells, &mut order, r.property, col, cell(r));
+                violated |= r.outcome == Outcome::Violated;
+                if !broken {
+                    pass &= !r.outcome.is_failure() && r.exhaustive;
+                }
+            }
+            if broken {
+                pass &= violated;
+                // The headline failure is the one that matters to users; any other if not.
+                if let Some(r) = rows
+                    .iter()
+                    .filter(|r| r.outcome == Outcome::Violated)
+                    .min_by_key(|r| (r.property != headline, r.path_len))
+                {
+                    let _ = writeln!(
+                        details,
+                        "\nThe {name} with {broken_as}: \"{}\" violated; shortest counterexample ({} steps):\n{}",
+                        r.property,
+                        r.path_len.unwrap_or(0),
+                        r.trace.as_deref().unwrap_or("")
+                    );
+                }
             }
         }
     }
