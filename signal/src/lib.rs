@@ -3,9 +3,11 @@
 //! A client joins a call (`GET /call/{call}`: a seat and a session token, or 409 when every
 //! seat is taken), keeps its seat with a WebSocket (`GET /ws`: the `JOIN` handshake, then the
 //! server's PINGs, each PONG renewing the seat's lease) on which it receives the room's
-//! messages, and publishes `OFFER`/`ANSWER` messages with opaque bodies (`POST /signal`).
-//! Members hear `AVAILABLE` when another member arrives. `/healthz` and `/debug` (Prometheus
-//! counters) listen on a second address.
+//! messages, and publishes `OFFER`/`ANSWER` messages (and `CANDIDATE`s in browser calls) whose
+//! bodies must fit the call's namespace ([`namespace`]) (`POST /signal`). Members hear
+//! `AVAILABLE` when another member arrives. `/` serves a demo page (two browser tabs connect a
+//! WebRTC data channel through the service); `/healthz` and `/debug` (Prometheus counters)
+//! listen on a second address.
 //!
 //! The seat algorithm ([`seats`]) is pure Rust over a small store interface ([`store::Store`]);
 //! [`store::MemoryStore`] is the embedded default, so `icepact-signal` runs alone with no other
