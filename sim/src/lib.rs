@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod load;
 mod profile;
 mod shrink;
 mod sweep;
@@ -28,13 +29,14 @@ mod trace;
 mod verify;
 mod world;
 
+pub use load::{load_run, sessions};
 pub use profile::{AgentFaultKind, CrashFloor, Episode, FaultKind, Plan, Profile};
 pub use shrink::shrink;
 pub use sweep::{quantile, sweep, FaultFigures, Summary};
 pub use throughput::{ping_pong, PingPong, Seal, WireSeal};
 pub use trace::{Trace, TraceEntry, TraceKind};
 pub use verify::{model_suite, sim_figures, verify, Verdict, VerifyOptions};
-pub use world::{Outcome, SimConfig, Stats, World, WALL_CLOCK_START_US};
+pub use world::{Cpu, Outcome, SimConfig, Stats, World, WALL_CLOCK_START_US};
 
 /// Runs one seed with its swarm plan.
 pub fn run_seed(cfg: &SimConfig, seed: u64) -> (Outcome, Trace) {

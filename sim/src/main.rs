@@ -99,6 +99,31 @@ enum Cmd {
         #[arg(long)]
         mermaid: Option<PathBuf>,
     },
+    /// Cold-start full meshes with CPU as a resource (each handled event costs CPU time on its
+    /// node): time to all up, restarts (none is caused by a fault: there is none), envelopes
+    /// per session, the longest wait in a node's queue.
+    Load {
+        /// Mesh sizes.
+        #[arg(long, value_delimiter = ',', default_value = "24,48,96,128")]
+        peers: Vec<usize>,
+        /// CPU cost of handling an envelope, in µs (0: no CPU model).
+        #[arg(long, default_value_t = 100)]
+        envelope_us: u64,
+        /// CPU cost of any other event (timer, agent report, tick, connectivity check), in µs.
+        #[arg(long, default_value_t = 50)]
+        event_us: u64,
+        /// The seed (delays, key order).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One CPU for the whole mesh (one process, like the runtime's mesh benchmark) instead
+        /// of one per node.
+        #[arg(long)]
+        shared: bool,
+        /// Hand the core the instant a busy CPU got to an input, not the instant it arrived
+        /// (rule STAMP_ARRIVAL off).
+        #[arg(long)]
+        stamp_handling: bool,
+    },
     /// Measure simulated signaling messages per second (ping-pong through two real cores).
     Throughput {
         /// Request/reply rounds.
@@ -210,6 +235,51 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
+            }
+        }
+        Cmd::Load {
+            peers,
+            envelope_us,
+            event_us,
+            seed,
+            shared,
+            stamp_handling,
+        } => {
+            let cpu = (envelope_us > 0 || event_us > 0).then_some(icepact_sim::Cpu {
+                envelope: Duration::from_micros(envelope_us),
+                event: Duration::from_micros(event_us),
+                shared,
+            });
+            println!("| N | sessions | all up after | restarts | envelopes/session | longest CPU wait | events | violation | wall |");
+            println!("|---|---|---|---|---|---|---|---|---|");
+            let mut ok = true;
+            for n in peers {
+                let started = std::time::Instant::now();
+                let o = icepact_sim::load_run(n, cpu, !stamp_handling, seed);
+                let sessions = icepact_sim::sessions(n);
+                ok &= o.violation.is_none();
+                println!(
+                    "| {n} | {sessions} | {} | {} | {:.1} | {:.2} s | {} | {} | {:.1} s |",
+                    o.converged_after
+                        .map_or("never".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+                    o.stats.restarts,
+                    o.stats.sent as f64 / sessions.max(1) as f64,
+                    o.stats.cpu_max_wait.as_secs_f64(),
+                    o.stats.events,
+                    o.violation.map_or("-".to_string(), |v| v.to_string()),
+                    started.elapsed().as_secs_f64()
+                );
+                if o.stats.restarts > 0 {
+                    println!(
+                        "  first restart at {:?}; by cause {:?}",
+                        o.stats.first_restart, o.stats.causes
+                    );
+                }
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Cmd::Throughput { rounds } => {

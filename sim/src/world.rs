@@ -14,7 +14,7 @@
 //! by the run's seed, so a seed reproduces the run exactly.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,28 @@ pub struct SimConfig {
     pub trace: bool,
     /// Extra simulated time after the liveness deadline, to see that converged pairs stay so.
     pub settle: Duration,
+    /// CPU as a resource (none: every event is handled the instant it happens).
+    pub cpu: Option<Cpu>,
+    /// Rule STAMP_ARRIVAL: a node hands its core each input with the instant the input arrived
+    /// and each timer with its deadline, in arrival order, not the instant a busy CPU got to
+    /// it. Off, the core sees the instant of handling (what the runtime did before the rule).
+    pub stamp_arrival: bool,
+}
+
+/// A node's CPU: each event the node handles costs time, and a node handles one event at a
+/// time, so its events queue behind each other (first come, first served) and are handled
+/// late when it is overloaded. What a node does: open and handle an envelope, fire a timer,
+/// take an agent report, and run its agents (their ticks and connectivity checks: the runtime
+/// drives its agents on the same event loop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpu {
+    /// Cost of an envelope (open, check, handle).
+    pub envelope: Duration,
+    /// Cost of any other event.
+    pub event: Duration,
+    /// Every node on one CPU (one process running the whole mesh, as the runtime's mesh
+    /// benchmark does) instead of one CPU each.
+    pub shared: bool,
 }
 
 impl SimConfig {
@@ -72,6 +94,8 @@ impl SimConfig {
             },
             trace: false,
             settle: Duration::from_secs(30),
+            cpu: None,
+            stamp_arrival: true,
         }
     }
 
@@ -170,6 +194,14 @@ pub struct Stats {
     pub agents: [u64; 4],
     /// Agents restarted in place (rule AGENT_RESTART) instead of closed and created again.
     pub in_place_restarts: u64,
+    /// Restarts by cause (`RestartCause`'s name), for load runs.
+    pub causes: BTreeMap<&'static str, u64>,
+    /// When the first restart happened.
+    pub first_restart: Option<Duration>,
+    /// Events a busy CPU made wait ([`Cpu`]).
+    pub cpu_queued: u64,
+    /// The longest such wait.
+    pub cpu_max_wait: Duration,
 }
 
 /// Key pairs the runs draw their nodes' keys from (more than the largest mesh).
@@ -243,6 +275,25 @@ enum Ev {
         remote: usize,
         gen: u32,
     },
+    /// A node's CPU is free again: it handles the next event of its backlog.
+    CpuFree {
+        node: usize,
+    },
+}
+
+impl Ev {
+    /// The node whose CPU handles the event, and whether it is an envelope.
+    fn cpu(&self) -> Option<(usize, bool)> {
+        match *self {
+            Ev::Signal { to, .. } => Some((to, true)),
+            Ev::Check { to, .. } => Some((to, false)),
+            Ev::Wake { node, .. }
+            | Ev::AgentEvent { node, .. }
+            | Ev::Tick { node, .. }
+            | Ev::Rejoin { node, .. } => Some((node, false)),
+            _ => None,
+        }
+    }
 }
 
 struct Scheduled {
@@ -338,6 +389,9 @@ pub struct World {
     /// (shrinking) leaves every other random choice as it was.
     lag_rng: ChaCha8Rng,
     now: Duration,
+    /// The instant the core is told: the arrival of the event being handled (rule
+    /// STAMP_ARRIVAL), or `now`.
+    core_now: Duration,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     nodes: Vec<Node>,
@@ -349,6 +403,9 @@ pub struct World {
     armed: Vec<Armed>,
     losses: Vec<Loss>,
     unconverged: BTreeSet<(usize, usize)>,
+    /// Per node: when its CPU is free, and the events waiting for it (with their due time).
+    busy: Vec<Duration>,
+    backlog: Vec<VecDeque<(Duration, Ev)>>,
     restarts_after_heal: BTreeMap<(usize, usize), u32>,
     converged_at: Option<Duration>,
     outcome: Outcome,
@@ -389,12 +446,14 @@ impl World {
             })
             .collect();
         let trace = Trace::new(cfg.trace);
+        let peers = cfg.peers;
         let mut world = World {
             cfg,
             plan,
             rng,
             lag_rng,
             now: Duration::ZERO,
+            core_now: Duration::ZERO,
             seq: 0,
             queue: BinaryHeap::new(),
             nodes,
@@ -405,6 +464,8 @@ impl World {
             armed: Vec::new(),
             losses: Vec::new(),
             unconverged: BTreeSet::new(),
+            busy: vec![Duration::ZERO; peers],
+            backlog: (0..peers).map(|_| VecDeque::new()).collect(),
             restarts_after_heal: BTreeMap::new(),
             converged_at: None,
             outcome: Outcome::default(),
@@ -436,8 +497,42 @@ impl World {
                 break;
             }
             self.now = s.at;
+            let (due, ev, queued) = match s.ev {
+                // A wake-up left over from a crashed process's backlog is not this one's.
+                Ev::CpuFree { node } if self.busy[node] != self.now => continue,
+                Ev::CpuFree { node } => match self.backlog[node].pop_front() {
+                    Some((due, ev)) => (due, ev, true),
+                    None => continue,
+                },
+                ev => (s.at, ev, false),
+            };
+            if let (Some(cpu), Some((node, envelope))) = (self.cfg.cpu, ev.cpu()) {
+                let n = if cpu.shared { 0 } else { node };
+                // One event at a time per node, in arrival order.
+                if !queued && (self.busy[n] > self.now || !self.backlog[n].is_empty()) {
+                    if self.backlog[n].is_empty() {
+                        let free = self.busy[n];
+                        self.schedule(free, Ev::CpuFree { node: n });
+                    }
+                    self.outcome.stats.cpu_queued += 1;
+                    self.backlog[n].push_back((due, ev));
+                    continue;
+                }
+                let wait = self.now.saturating_sub(due);
+                self.outcome.stats.cpu_max_wait = self.outcome.stats.cpu_max_wait.max(wait);
+                self.busy[n] = self.now + if envelope { cpu.envelope } else { cpu.event };
+                if queued && !self.backlog[n].is_empty() {
+                    let free = self.busy[n];
+                    self.schedule(free, Ev::CpuFree { node: n });
+                }
+            }
             self.outcome.stats.events += 1;
-            self.handle(s.ev);
+            self.core_now = if self.cfg.stamp_arrival {
+                due
+            } else {
+                self.now
+            };
+            self.handle(ev, due);
             self.track_convergence();
         }
         if self.outcome.violation.is_none() {
@@ -472,8 +567,9 @@ impl World {
         }));
     }
 
+    /// The instant the core is told (rule STAMP_ARRIVAL).
     fn instant(&self) -> Instant {
-        base() + self.now
+        base() + self.core_now
     }
 
     fn violate(&mut self, v: Violation) {
@@ -588,11 +684,12 @@ impl World {
         slot_in(&mut self.nodes, n, r)
     }
 
-    fn handle(&mut self, ev: Ev) {
+    /// Handles `ev`, due at `due` (earlier than now when a busy CPU made it wait).
+    fn handle(&mut self, ev: Ev, due: Duration) {
         match ev {
             Ev::Signal { from, to, envelope } => self.deliver(from, to, envelope),
             Ev::Wake { node, gen } => {
-                if self.nodes[node].gen != gen || self.nodes[node].wake != Some(self.now) {
+                if self.nodes[node].gen != gen || self.nodes[node].wake != Some(due) {
                     return; // the process that armed it is gone, or a superseded wake-up
                 }
                 self.nodes[node].wake = None;
@@ -636,6 +733,7 @@ impl World {
                 self.note(|| format!("node {node} restarts"));
                 self.boot(node, Some(floor));
             }
+            Ev::CpuFree { .. } => {}
             Ev::Rejoin { node, remote, gen } => {
                 if self.nodes[node].gen != gen {
                     return; // the node crashed since: its new process has every peer
@@ -886,6 +984,19 @@ impl World {
 
     fn restarted(&mut self, n: usize, r: usize, cause: RestartCause) {
         self.outcome.stats.restarts += 1;
+        let name = match cause {
+            RestartCause::Requested => "requested",
+            RestartCause::AgentFailed => "agent failed",
+            RestartCause::AgentClosed => "agent closed",
+            RestartCause::DisconnectedTimeout => "disconnected timeout",
+            RestartCause::CheckingTimeout => "checking timeout",
+            RestartCause::GatheringTimeout => "gathering timeout",
+            RestartCause::EpochCatchUp { .. } => "epoch catch-up",
+            RestartCause::RemoteRestart { .. } => "remote restart",
+            _ => "other",
+        };
+        *self.outcome.stats.causes.entry(name).or_default() += 1;
+        self.outcome.stats.first_restart.get_or_insert(self.now);
         match cause {
             RestartCause::EpochCatchUp { .. } => self.outcome.stats.catch_ups += 1,
             RestartCause::CheckingTimeout => self.outcome.stats.checking_timeouts += 1,
@@ -1190,7 +1301,7 @@ impl World {
         } else {
             Duration::ZERO
         };
-        let stamp = base() + self.now.saturating_sub(lag);
+        let stamp = base() + self.core_now.saturating_sub(lag);
         let result = match endpoint.handle_agent_event(stamp, key, agent, event.clone()) {
             // The session was removed (the remote left): its agent's reports go nowhere.
             Err(EndpointError::UnknownPeer(_)) => return,
@@ -1402,6 +1513,13 @@ impl World {
                 self.outcome.stats.crashes += 1;
                 self.nodes[node].up = false;
                 self.nodes[node].gen += 1;
+                // The process's queued work dies with it (on a CPU of its own; a shared CPU's
+                // queue holds other nodes' work, and the dead process's is discarded by the
+                // incarnation checks when its turn comes).
+                if !self.cfg.cpu.is_some_and(|c| c.shared) {
+                    self.backlog[node].clear();
+                    self.busy[node] = self.now;
+                }
                 self.nodes[node].slots.clear();
                 self.nodes[node].endpoint = None;
                 self.nodes[node].wake = None;

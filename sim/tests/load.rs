@@ -1,0 +1,62 @@
+//! Load in the simulator: CPU as a resource ([`Cpu`]). Pinned: the metastable restart cascade
+//! of a mesh on one overloaded CPU when the core is told the instant of handling (the
+//! runtime's behaviour), and that rule STAMP_ARRIVAL moves the cliff (the same load at its
+//! edge: a handful of restarts instead of hundreds).
+
+use std::time::Duration;
+
+use icepact::invariants::Invariant;
+use icepact_sim::{load_run, Cpu};
+
+fn cpu(envelope_us: u64) -> Option<Cpu> {
+    Some(Cpu {
+        envelope: Duration::from_micros(envelope_us),
+        event: Duration::from_micros(10),
+        shared: true,
+    })
+}
+
+/// 48 nodes (1,128 sessions) on one CPU, 1.5 ms per envelope: the cold start's envelopes keep
+/// the CPU over 14 s behind, checks take longer than the checking timeout, sessions restart, and
+/// each restart brings more work than it clears: the mesh never converges, though nothing
+/// failed. Today's behaviour, pinned before any fix.
+#[test]
+fn an_overloaded_cpu_turns_a_cold_start_into_a_restart_cascade() {
+    let o = load_run(48, cpu(1500), false, 1);
+    let v = o.violation.expect("the cascade");
+    assert_eq!(v.invariant, Invariant::NoRestartStorm, "{v}");
+    assert_eq!(o.converged_after, None);
+    assert_eq!(o.stats.restarts, 2257);
+    assert!(
+        o.stats.cpu_max_wait > Duration::from_secs(10),
+        "{:?}",
+        o.stats.cpu_max_wait
+    );
+    assert!(
+        o.stats.causes["checking timeout"] > 2000,
+        "{:?}",
+        o.stats.causes
+    );
+}
+
+/// At the edge (1 ms per envelope), stamping inputs with their arrival keeps all but a few
+/// sessions from restarting; stamped with the instant of handling, hundreds restart.
+#[test]
+fn stamping_arrival_moves_the_cliff() {
+    let handled = load_run(48, cpu(1000), false, 1);
+    let arrived = load_run(48, cpu(1000), true, 1);
+    assert!(handled.violation.is_none() && arrived.violation.is_none());
+    assert_eq!((handled.stats.restarts, arrived.stats.restarts), (628, 4));
+    assert!(arrived.converged_after < handled.converged_after);
+}
+
+/// Without the CPU model (or with a fast one) a cold start has no restart at all.
+#[test]
+fn a_fast_cpu_starts_cold_without_a_restart() {
+    for c in [None, cpu(100)] {
+        let o = load_run(24, c, true, 1);
+        assert!(o.violation.is_none(), "{:?}", o.violation);
+        assert_eq!(o.stats.restarts, 0);
+        assert!(o.converged_after.is_some());
+    }
+}
