@@ -1,14 +1,15 @@
 //! [`Endpoint`]: every session of one local key, behind the inbound checks, in sans-IO style.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::agent::{AgentCommand, AgentEvent, AgentId};
 use crate::config::Config;
-use crate::error::{Disposition, Error};
+use crate::description::Description;
+use crate::error::{Disposition, Error, IgnoreReason};
 use crate::guard::{nonce_of, InboundLimits, PeerStats, RateLimiter, ReplayCache};
 use crate::keys::PublicKey;
 use crate::peer::{late_input, Event, Output, Peer, PeerSetup};
@@ -17,7 +18,7 @@ use crate::wire::{self, Channel, Header, Limits, Nonce, SecretKey};
 
 /// Configuration of an [`Endpoint`]: the configuration of every session and the limits on what
 /// each remote may send. Start from [`EndpointConfig::default`] and set the fields you need.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
@@ -26,7 +27,32 @@ pub struct EndpointConfig {
     pub peer: Config,
     /// Limits applied to envelopes from each remote before they are opened.
     pub limits: InboundLimits,
+    /// Rule ADMISSION: how many sessions may be establishing at once (gathering and checking,
+    /// until each first connects); the others wait their turn. Default 16; 0: no limit.
+    pub max_establishing: usize,
 }
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            peer: Config::default(),
+            limits: InboundLimits::default(),
+            max_establishing: DEFAULT_MAX_ESTABLISHING,
+        }
+    }
+}
+
+/// The default of [`EndpointConfig::max_establishing`]: enough for a small mesh to start at
+/// once, few enough that a node with hundreds of peers (or a process running a whole mesh)
+/// is not buried under their connectivity checks (`icepact-sim load`, docs/SIMULATOR.md).
+pub const DEFAULT_MAX_ESTABLISHING: usize = 16;
+
+/// Rule ADMISSION: a slot taken by a session that did not connect is given back after this
+/// long (a remote that never answers must not hold a slot for ever; the session goes on).
+pub const ADMISSION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Descriptions a waiting session holds (the newest; the session discards stale ones).
+const HELD: usize = 4;
 
 /// A sealed envelope to publish on the signaling backend, polled from
 /// [`Endpoint::poll_transmit`].
@@ -116,6 +142,14 @@ struct Session {
     stats: PeerStats,
     limiter: RateLimiter,
     replay: ReplayCache,
+    /// Rule ADMISSION: the remote's descriptions are applied (always, without a limit).
+    admitted: bool,
+    /// The session has been connected (its admission slot, if any, is given back).
+    connected_once: bool,
+    /// Descriptions received while waiting for admission, oldest first.
+    held: VecDeque<Description>,
+    /// The session's next timer as last seen (its entry in `Endpoint::timers`).
+    timer: Option<Instant>,
 }
 
 /// Every session of one local key: a [`Peer`] per remote, created and removed at any time,
@@ -166,6 +200,14 @@ pub struct Endpoint {
     /// LATE_INPUT across the endpoint), so that no session arms a timer before a `now` the
     /// endpoint was given, even one whose own clock is behind (it had nothing due).
     latest: Option<Instant>,
+    /// Every session's next timer, earliest first: `poll_timeout` and `handle_timeout` cost
+    /// O(log n), not O(n), with hundreds of sessions (updated by `drain`, which follows every
+    /// input to a session).
+    timers: BTreeSet<(Instant, PublicKey)>,
+    /// Rule ADMISSION: sessions establishing in a slot, with when they were admitted.
+    slots: BTreeMap<PublicKey, Instant>,
+    /// Rule ADMISSION: sessions holding descriptions and waiting for a slot, in arrival order.
+    waiting: VecDeque<PublicKey>,
 }
 
 impl Endpoint {
@@ -186,6 +228,9 @@ impl Endpoint {
             queue: VecDeque::new(),
             transmits: BTreeMap::new(),
             latest: None,
+            timers: BTreeSet::new(),
+            slots: BTreeMap::new(),
+            waiting: VecDeque::new(),
         }
     }
 
@@ -230,6 +275,10 @@ impl Endpoint {
                 stats: PeerStats::default(),
                 limiter: RateLimiter::new(&self.config.limits, now),
                 replay: ReplayCache::new(self.config.limits.replay_window),
+                admitted: self.config.max_establishing == 0,
+                connected_once: false,
+                held: VecDeque::new(),
+                timer: None,
             },
         );
         self.drain(remote);
@@ -249,10 +298,17 @@ impl Endpoint {
         session.peer.close(now)?;
         self.tick(now);
         self.drain(remote);
-        self.sessions.remove(&remote);
+        if let Some(s) = self.sessions.remove(&remote) {
+            if let Some(t) = s.timer {
+                self.timers.remove(&(t, remote));
+            }
+        }
+        self.slots.remove(&remote);
+        self.waiting.retain(|k| *k != remote);
         if let Some(epoch) = used {
             self.next_floor = self.next_floor.max(epoch.saturating_add(1));
         }
+        self.admit(now);
         Ok(())
     }
 
@@ -303,7 +359,13 @@ impl Endpoint {
         if result.is_ok() {
             self.tick(now);
         }
+        if result == Ok(Disposition::Ignored(IgnoreReason::Waiting))
+            && !self.waiting.contains(&header.sender)
+        {
+            self.waiting.push_back(header.sender);
+        }
         self.drain(header.sender);
+        self.admit(now);
         result
     }
 
@@ -322,6 +384,7 @@ impl Endpoint {
             self.tick(now);
         }
         self.drain(remote);
+        self.admit(now);
         Ok(result?)
     }
 
@@ -332,10 +395,10 @@ impl Endpoint {
         // Every session's timers are now either fired or later than `now`.
         self.tick(now);
         let due: Vec<PublicKey> = self
-            .sessions
+            .timers
             .iter()
-            .filter(|(_, s)| s.peer.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, k)| *k)
             .collect();
         let mut first = None;
         for remote in due {
@@ -346,6 +409,7 @@ impl Endpoint {
             }
             self.drain(remote);
         }
+        self.admit(now);
         first.map_or(Ok(()), |e| Err(e.into()))
     }
 
@@ -364,10 +428,26 @@ impl Endpoint {
     /// When [`handle_timeout`](Endpoint::handle_timeout) should be called next: the earliest
     /// timer of any session.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions
-            .values()
-            .filter_map(|s| s.peer.poll_timeout())
+        let slots = if self.waiting.is_empty() {
+            None
+        } else {
+            // A slot given back on time lets a waiting session in (rule ADMISSION).
+            self.slots
+                .values()
+                .filter_map(|at| at.checked_add(ADMISSION_TIMEOUT))
+                .min()
+        };
+        self.timers
+            .first()
+            .map(|(t, _)| *t)
+            .into_iter()
+            .chain(slots)
             .min()
+    }
+
+    /// Rule ADMISSION: sessions in a slot (establishing) and sessions waiting for one.
+    pub fn admission(&self) -> (usize, usize) {
+        (self.slots.len(), self.waiting.len())
     }
 
     /// The session with `remote`.
@@ -419,11 +499,78 @@ impl Endpoint {
             .ok_or(EndpointError::UnknownPeer(remote))
     }
 
+    /// Rule ADMISSION: at most `max_establishing` sessions gather and check at once; the
+    /// others hold the descriptions of their remote (the expensive work starts when the
+    /// remote's credentials are applied) and wait, first come first served. A slot is given
+    /// back when its session first connects, or after [`ADMISSION_TIMEOUT`].
+    ///
+    /// Order: first the sessions whose remote is already admitted (its description carries
+    /// candidates, gathered after its own admission: answering completes a pair the remote
+    /// pays for already), then those this side controls (the smaller key), then the rest, each
+    /// in arrival order. The order makes waits follow increasing keys in a cold start; a wait
+    /// that closes a cycle anyway (faults: a crashed remote whose first descriptions must be
+    /// answered before it can go on, rule EPOCH_CATCH_UP) ends when a slot is given back after
+    /// [`ADMISSION_TIMEOUT`]: an admitted session applies every description from then on, so
+    /// the cycle cannot form again.
+    fn admit(&mut self, now: Instant) {
+        let max = self.config.max_establishing;
+        if max == 0 {
+            return;
+        }
+        self.slots
+            .retain(|_, at| at.checked_add(ADMISSION_TIMEOUT).is_none_or(|t| t > now));
+        while self.slots.len() < max && !self.waiting.is_empty() {
+            let local = self.local;
+            let ready = |s: &Session| s.held.iter().any(|d| !d.candidates.is_empty());
+            // Answers first (the remote holds a slot already), then our own, in arrival order.
+            let pick = self
+                .waiting
+                .iter()
+                .position(|k| self.sessions.get(k).is_some_and(ready))
+                .or_else(|| self.waiting.iter().position(|k| local < *k))
+                .or(Some(0));
+            let Some(i) = pick else { return };
+            let Some(remote) = self.waiting.remove(i) else {
+                return;
+            };
+            let Some(session) = self.sessions.get_mut(&remote) else {
+                continue;
+            };
+            session.admitted = true;
+            self.slots.insert(remote, now);
+            while let Some(d) = session.held.pop_front() {
+                match session.peer.handle_description(now, &d) {
+                    Ok(Disposition::Applied) => session.stats.applied += 1,
+                    Ok(Disposition::Ignored(IgnoreReason::Duplicate(_))) => {
+                        session.stats.duplicate += 1
+                    }
+                    Ok(_) => session.stats.stale += 1,
+                    Err(_) => session.stats.rejected += 1,
+                }
+            }
+            self.drain(remote);
+        }
+    }
+
     /// Moves the outputs of the session with `remote` to the queue, sealing descriptions.
     fn drain(&mut self, remote: PublicKey) {
         let Some(session) = self.sessions.get_mut(&remote) else {
             return;
         };
+        if !session.connected_once && session.peer.state().is_connected() {
+            session.connected_once = true;
+            self.slots.remove(&remote);
+        }
+        let timer = session.peer.poll_timeout();
+        if timer != session.timer {
+            if let Some(t) = session.timer {
+                self.timers.remove(&(t, remote));
+            }
+            if let Some(t) = timer {
+                self.timers.insert((t, remote));
+            }
+            session.timer = timer;
+        }
         while let Some(out) = session.peer.poll_output() {
             let out = match out {
                 Output::Send(d) => {
@@ -500,6 +647,15 @@ impl Session {
         };
         // Only an authenticated envelope's nonce is remembered: a forger cannot fill the cache.
         self.replay.insert(nonce);
+        if !self.admitted {
+            // Rule ADMISSION: held until the session gets a slot.
+            if self.held.len() == HELD {
+                self.held.pop_front();
+            }
+            self.held.push_back(description);
+            self.stats.held += 1;
+            return Ok(Disposition::Ignored(IgnoreReason::Waiting));
+        }
         match self.peer.handle_description(now, &description) {
             Ok(d) => {
                 match d {

@@ -109,6 +109,9 @@ pub enum IgnoreReason {
     SeedNotVersionZero(SessionRef),
     /// An event of an agent that has since been closed.
     StaleAgent(AgentId),
+    /// Rule ADMISSION: the session waits for a slot; the description is held and applied when
+    /// the session is admitted.
+    Waiting,
     /// A local candidate after gathering was done (RFC 8838 §13).
     AfterEndOfCandidates,
     /// The local candidate limit is reached.

@@ -71,6 +71,8 @@ pub struct PeerStats {
     /// Descriptions that could not be sealed or published (reported with
     /// [`Endpoint::transmit_failed`](crate::Endpoint::transmit_failed)).
     pub send_failed: u64,
+    /// Descriptions held while the session waited for admission (rule ADMISSION).
+    pub held: u64,
 }
 
 /// A token bucket.

@@ -90,7 +90,10 @@ pub use candidate::{Candidate, CandidateKind, TcpType, Transport};
 pub use config::Config;
 pub use credentials::{Credentials, MAX_CREDENTIAL_LEN, PWD_LEN, UFRAG_LEN};
 pub use description::{Description, Seen, SessionRef};
-pub use endpoint::{Endpoint, EndpointConfig, EndpointError, EndpointOutput, Refusal, Transmit};
+pub use endpoint::{
+    Endpoint, EndpointConfig, EndpointError, EndpointOutput, Refusal, Transmit, ADMISSION_TIMEOUT,
+    DEFAULT_MAX_ESTABLISHING,
+};
 pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
 pub use guard::{InboundLimits, PeerStats};
 pub use keys::{KeyParseError, PublicKey, Role};

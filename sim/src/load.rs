@@ -13,12 +13,20 @@ use crate::profile::Plan;
 use crate::world::{Cpu, Outcome, SimConfig, World};
 
 /// One cold start of a full mesh of `peers` nodes with `cpu` (none: infinitely fast nodes),
-/// with rule STAMP_ARRIVAL on or off.
-pub fn load_run(peers: usize, cpu: Option<Cpu>, stamp_arrival: bool, seed: u64) -> Outcome {
+/// with rule STAMP_ARRIVAL on or off and each endpoint's ADMISSION bound (0: none).
+pub fn load_run(
+    peers: usize,
+    cpu: Option<Cpu>,
+    stamp_arrival: bool,
+    max_establishing: usize,
+    seed: u64,
+) -> Outcome {
     let mut cfg = SimConfig::new(peers, RestartPolicy::Epoch);
+    cfg.max_establishing = max_establishing;
     cfg.cpu = cpu;
     cfg.stamp_arrival = stamp_arrival;
     cfg.settle = Duration::from_secs(10);
+    cfg.stop_when_settled = true;
     World::new(cfg, seed, Plan::calm()).run().0
 }
 

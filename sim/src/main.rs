@@ -81,6 +81,9 @@ enum Cmd {
         /// catch a known-broken policy).
         #[arg(long)]
         expect_violation: bool,
+        /// Rule ADMISSION: sessions each node establishes at once (0: no limit).
+        #[arg(long, default_value_t = icepact::DEFAULT_MAX_ESTABLISHING)]
+        admission: usize,
     },
     /// Re-run one seed exactly and print its plan, outcome and trace.
     Replay {
@@ -98,6 +101,9 @@ enum Cmd {
         /// Write the trace as a Mermaid sequenceDiagram here.
         #[arg(long)]
         mermaid: Option<PathBuf>,
+        /// Rule ADMISSION: sessions each node establishes at once (0: no limit).
+        #[arg(long, default_value_t = icepact::DEFAULT_MAX_ESTABLISHING)]
+        admission: usize,
     },
     /// Cold-start full meshes with CPU as a resource (each handled event costs CPU time on its
     /// node): time to all up, restarts (none is caused by a fault: there is none), envelopes
@@ -123,6 +129,9 @@ enum Cmd {
         /// (rule STAMP_ARRIVAL off).
         #[arg(long)]
         stamp_handling: bool,
+        /// Rule ADMISSION: sessions each node establishes at once (0: no limit).
+        #[arg(long, default_value_t = icepact::DEFAULT_MAX_ESTABLISHING)]
+        admission: usize,
     },
     /// Measure simulated signaling messages per second (ping-pong through two real cores).
     Throughput {
@@ -174,10 +183,12 @@ fn main() -> ExitCode {
             peers,
             policy,
             expect_violation,
+            admission,
         } => {
-            let Some(cfg) = config(peers, policy) else {
+            let Some(mut cfg) = config(peers, policy) else {
                 return ExitCode::FAILURE;
             };
+            cfg.max_establishing = admission;
             let threads = threads.unwrap_or_else(cores);
             let summary = sweep(&cfg, first, seeds, threads, true);
             print_summary(&cfg, &summary);
@@ -198,10 +209,12 @@ fn main() -> ExitCode {
             policy,
             jsonl,
             mermaid,
+            admission,
         } => {
             let Some(mut cfg) = config(peers, policy) else {
                 return ExitCode::FAILURE;
             };
+            cfg.max_establishing = admission;
             cfg.trace = true;
             let plan = Plan::from_seed(seed, peers);
             println!("seed {seed}\n{plan}");
@@ -244,6 +257,7 @@ fn main() -> ExitCode {
             seed,
             shared,
             stamp_handling,
+            admission,
         } => {
             let cpu = (envelope_us > 0 || event_us > 0).then_some(icepact_sim::Cpu {
                 envelope: Duration::from_micros(envelope_us),
@@ -255,7 +269,7 @@ fn main() -> ExitCode {
             let mut ok = true;
             for n in peers {
                 let started = std::time::Instant::now();
-                let o = icepact_sim::load_run(n, cpu, !stamp_handling, seed);
+                let o = icepact_sim::load_run(n, cpu, !stamp_handling, admission, seed);
                 let sessions = icepact_sim::sessions(n);
                 ok &= o.violation.is_none();
                 println!(

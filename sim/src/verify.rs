@@ -8,8 +8,9 @@ use icepact::invariants::Invariant;
 use icepact::RestartPolicy;
 use icepact_models::{AgentKind, AgentRestart, Budgets, CheckOptions, Engine, Outcome, VerdictRow};
 
+use crate::load::{load_run, sessions};
 use crate::sweep::{sweep, Summary};
-use crate::world::SimConfig;
+use crate::world::{Cpu, SimConfig};
 
 /// Sizes of the verification run.
 #[derive(Clone, Debug)]
@@ -319,6 +320,95 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             figures.push('\n');
         }
     }
+    // Load (CPU as a resource, cold start, no fault): meshes of 64, 128 and 256 nodes, each
+    // node on a CPU of its own, must come all up with no restart; 48 nodes on one shared CPU
+    // (the runtime's mesh benchmark: one process) must too with rule ADMISSION, and must fall
+    // into the restart cascade without it (today's behaviour before the rule, pinned in
+    // sim/tests/load.rs).
+    let own = |us| Cpu {
+        envelope: std::time::Duration::from_micros(us),
+        event: std::time::Duration::from_micros(10),
+        shared: false,
+    };
+    let shared = Cpu {
+        shared: true,
+        ..own(1500)
+    };
+    let default_admission = icepact::DEFAULT_MAX_ESTABLISHING;
+    // (label, nodes, cpu, admission, must converge)
+    let loads: [(&str, usize, Cpu, usize, bool); 5] = [
+        ("load 64", 64, own(1000), default_admission, true),
+        ("load 128", 128, own(1000), default_admission, true),
+        ("load 256", 256, own(1000), default_admission, true),
+        ("load 48 one CPU", 48, shared, default_admission, true),
+        ("load 48 one CPU no admission", 48, shared, 0, false),
+    ];
+    if progress {
+        eprintln!("simulating cold starts under load (64, 128, 256 nodes; 48 on one CPU) ...");
+    }
+    // The largest on one thread, the others on a second.
+    let run = |i: usize| {
+        let (_, n, cpu, admission, _) = loads[i];
+        let t = Instant::now();
+        (load_run(n, Some(cpu), true, admission, 1), t.elapsed())
+    };
+    let (big, rest) = std::thread::scope(|scope| {
+        let big = scope.spawn(|| run(2));
+        let rest: Vec<_> = [0, 1, 3, 4].into_iter().map(|i| (i, run(i))).collect();
+        (big.join(), rest)
+    });
+    let mut results: Vec<_> = rest;
+    match big {
+        Ok(r) => results.push((2, r)),
+        Err(_) => pass = false,
+    }
+    results.sort_by_key(|(i, _)| *i);
+    for (i, (o, wall)) in results {
+        let (label, n, cpu, admission, must) = loads[i];
+        let col = columns.len();
+        columns.push(label.to_string());
+        for inv in SIM_INVARIANTS {
+            let text = match &o.violation {
+                Some(v) if v.invariant == inv => "VIOLATED".to_string(),
+                _ => "holds".to_string(),
+            };
+            put(&mut cells, &mut order, inv.name(), col, text);
+        }
+        let up = o.converged_after.is_some() && o.violation.is_none();
+        put(
+            &mut cells,
+            &mut order,
+            "all up, no restart (load)",
+            col,
+            if up && o.stats.restarts == 0 {
+                "holds".to_string()
+            } else {
+                format!("no ({} restarts)", o.stats.restarts)
+            },
+        );
+        pass &= if must {
+            up && o.stats.restarts == 0
+        } else {
+            o.violation.is_some()
+        };
+        let _ = writeln!(
+            figures,
+            "- {label}: {n} nodes ({} sessions), {} per envelope, {} per other event, {}, admission {}: all up after {}, {} restarts, {:.1} envelopes/session, longest CPU wait {:.2} s, {} events, {:.1} s",
+            sessions(n),
+            humantime(cpu.envelope),
+            humantime(cpu.event),
+            if cpu.shared { "one CPU for all" } else { "a CPU each" },
+            if admission == 0 { "off".to_string() } else { admission.to_string() },
+            o.converged_after
+                .map_or("never".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+            o.stats.restarts,
+            o.stats.sent as f64 / sessions(n).max(1) as f64,
+            o.stats.cpu_max_wait.as_secs_f64(),
+            o.stats.events,
+            wall.as_secs_f64()
+        );
+    }
+
     // The simulator must be able to see what the model checker found.
     if model_seed_broken && !sim_seed_broken {
         pass = false;
@@ -359,6 +449,14 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         start.elapsed().as_secs_f64()
     );
     Verdict { report, pass }
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    if d >= std::time::Duration::from_millis(1) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{} µs", d.as_micros())
+    }
 }
 
 /// A model check's verdict for one property, as a table cell.

@@ -64,6 +64,12 @@ pub struct SimConfig {
     /// and each timer with its deadline, in arrival order, not the instant a busy CPU got to
     /// it. Off, the core sees the instant of handling (what the runtime did before the rule).
     pub stamp_arrival: bool,
+    /// End the run once every pair has been converged for `settle` (load runs; sweeps run to
+    /// the liveness deadline to see that nothing breaks later).
+    pub stop_when_settled: bool,
+    /// Each endpoint's rule ADMISSION bound (`EndpointConfig::max_establishing`, default 16; 0:
+    /// none).
+    pub max_establishing: usize,
 }
 
 /// A node's CPU: each event the node handles costs time, and a node handles one event at a
@@ -96,6 +102,8 @@ impl SimConfig {
             settle: Duration::from_secs(30),
             cpu: None,
             stamp_arrival: true,
+            max_establishing: icepact::DEFAULT_MAX_ESTABLISHING,
+            stop_when_settled: false,
         }
     }
 
@@ -496,6 +504,12 @@ impl World {
             if s.at > end || self.outcome.violation.is_some() {
                 break;
             }
+            let settled = self
+                .converged_at
+                .is_some_and(|t| s.at > t.saturating_add(self.cfg.settle));
+            if self.cfg.stop_when_settled && settled && self.unconverged.is_empty() {
+                break;
+            }
             self.now = s.at;
             let (due, ev, queued) = match s.ev {
                 // A wake-up left over from a crashed process's backlog is not this one's.
@@ -628,6 +642,7 @@ impl World {
         self.nodes[n].first_epoch = epoch_floor;
         let kind = self.plan.agent(n);
         let mut config = EndpointConfig::default();
+        config.max_establishing = self.cfg.max_establishing;
         config.peer = self.cfg.core;
         config.peer.agent_restart = self.plan.agent_restart(n);
         let seed = Seed::insecure_from_u64(self.rng.next_u64());

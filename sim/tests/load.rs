@@ -1,7 +1,8 @@
 //! Load in the simulator: CPU as a resource ([`Cpu`]). Pinned: the metastable restart cascade
 //! of a mesh on one overloaded CPU when the core is told the instant of handling (the
-//! runtime's behaviour), and that rule STAMP_ARRIVAL moves the cliff (the same load at its
-//! edge: a handful of restarts instead of hundreds).
+//! runtime's behaviour before rule ADMISSION), that ADMISSION turns it into waves with no
+//! restart, and that rule STAMP_ARRIVAL moves the cliff (the same load at its edge: a handful
+//! of restarts instead of hundreds).
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ fn cpu(envelope_us: u64) -> Option<Cpu> {
 /// failed. Today's behaviour, pinned before any fix.
 #[test]
 fn an_overloaded_cpu_turns_a_cold_start_into_a_restart_cascade() {
-    let o = load_run(48, cpu(1500), false, 1);
+    let o = load_run(48, cpu(1500), false, 0, 1);
     let v = o.violation.expect("the cascade");
     assert_eq!(v.invariant, Invariant::NoRestartStorm, "{v}");
     assert_eq!(o.converged_after, None);
@@ -39,12 +40,24 @@ fn an_overloaded_cpu_turns_a_cold_start_into_a_restart_cascade() {
     );
 }
 
+/// Rule ADMISSION (16 sessions establishing per node, the default) on the same load: the mesh
+/// comes up in waves, with no restart and fewer envelopes.
+#[test]
+fn admission_turns_the_cascade_into_waves() {
+    let o = load_run(48, cpu(1500), false, icepact::DEFAULT_MAX_ESTABLISHING, 1);
+    assert!(o.violation.is_none(), "{:?}", o.violation);
+    assert_eq!(o.stats.restarts, 0);
+    let up = o.converged_after.expect("all up");
+    assert!(up < Duration::from_secs(60), "{up:?}");
+    assert!(o.stats.sent < 25 * 1128, "{} envelopes", o.stats.sent);
+}
+
 /// At the edge (1 ms per envelope), stamping inputs with their arrival keeps all but a few
 /// sessions from restarting; stamped with the instant of handling, hundreds restart.
 #[test]
 fn stamping_arrival_moves_the_cliff() {
-    let handled = load_run(48, cpu(1000), false, 1);
-    let arrived = load_run(48, cpu(1000), true, 1);
+    let handled = load_run(48, cpu(1000), false, 0, 1);
+    let arrived = load_run(48, cpu(1000), true, 0, 1);
     assert!(handled.violation.is_none() && arrived.violation.is_none());
     assert_eq!((handled.stats.restarts, arrived.stats.restarts), (628, 4));
     assert!(arrived.converged_after < handled.converged_after);
@@ -54,7 +67,7 @@ fn stamping_arrival_moves_the_cliff() {
 #[test]
 fn a_fast_cpu_starts_cold_without_a_restart() {
     for c in [None, cpu(100)] {
-        let o = load_run(24, c, true, 1);
+        let o = load_run(24, c, true, 0, 1);
         assert!(o.violation.is_none(), "{:?}", o.violation);
         assert_eq!(o.stats.restarts, 0);
         assert!(o.converged_after.is_some());
