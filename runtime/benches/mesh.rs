@@ -7,6 +7,7 @@
 //! cargo bench -p icepact-tokio --bench mesh -- 24 48 96 128            # in-process backend
 //! cargo bench -p icepact-tokio --features redis --bench mesh -- --redis 24 48
 //! cargo bench -p icepact-tokio --bench mesh -- --threads 2 128         # multi-threaded tokio
+//! cargo bench -p icepact-tokio --bench mesh -- --admission 0 128       # rule ADMISSION off
 //! ```
 //!
 //! Each mesh gets `--deadline` seconds (120 by default) to come all up; one that does not is
@@ -26,6 +27,7 @@ struct Options {
     redis: bool,
     threads: usize,
     deadline: Duration,
+    admission: usize,
 }
 
 fn options() -> Options {
@@ -34,12 +36,20 @@ fn options() -> Options {
         redis: false,
         threads: 1,
         deadline: Duration::from_secs(120),
+        admission: icepact::DEFAULT_MAX_ESTABLISHING,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--redis" => o.redis = true,
             "--threads" => o.threads = args.next().and_then(|v| v.parse().ok()).unwrap_or(1),
+            // Rule ADMISSION's bound (0: no limit).
+            "--admission" => {
+                o.admission = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(icepact::DEFAULT_MAX_ESTABLISHING)
+            }
             "--deadline" => {
                 o.deadline =
                     Duration::from_secs(args.next().and_then(|v| v.parse().ok()).unwrap_or(120))
@@ -90,7 +100,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn mesh<B: Backend + Clone>(backend: B, n: usize, deadline: Duration, seed: u64) {
+async fn mesh<B: Backend + Clone>(
+    backend: B,
+    n: usize,
+    deadline: Duration,
+    admission: usize,
+    seed: u64,
+) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let secrets: Vec<SecretKey> = (0..n)
         .map(|_| {
@@ -111,9 +127,13 @@ async fn mesh<B: Backend + Clone>(backend: B, n: usize, deadline: Duration, seed
             .map(|(_, k)| *k)
             .collect();
         nodes.push(
-            Node::start(backend.clone(), secret, &remotes, NodeConfig::default())
-                .await
-                .expect("node starts"),
+            Node::start(backend.clone(), secret, &remotes, {
+                let mut c = NodeConfig::default();
+                c.max_establishing = admission;
+                c
+            })
+            .await
+            .expect("node starts"),
         );
     }
     let sessions = n * (n - 1) / 2;
@@ -187,31 +207,39 @@ fn main() {
     }
     .expect("a tokio runtime");
     println!(
-        "full meshes, {} backend, tokio {} thread(s), deadline {} s",
+        "full meshes, {} backend, tokio {} thread(s), admission {}, deadline {} s",
         if o.redis { "Redis" } else { "in-process" },
         o.threads,
+        o.admission,
         o.deadline.as_secs()
     );
     rt.block_on(async {
         for (seed, &n) in o.sizes.iter().enumerate() {
             if o.redis {
-                redis_mesh(n, o.deadline, seed as u64).await;
+                redis_mesh(n, o.deadline, o.admission, seed as u64).await;
             } else {
-                mesh(MemoryBackend::new(), n, o.deadline, seed as u64).await;
+                mesh(
+                    MemoryBackend::new(),
+                    n,
+                    o.deadline,
+                    o.admission,
+                    seed as u64,
+                )
+                .await;
             }
         }
     });
 }
 
 #[cfg(feature = "redis")]
-async fn redis_mesh(n: usize, deadline: Duration, seed: u64) {
+async fn redis_mesh(n: usize, deadline: Duration, admission: usize, seed: u64) {
     let url =
         std::env::var("ICEPACT_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let backend = icepact_tokio::RedisBackend::new(&url).expect("a Redis URL");
-    mesh(backend, n, deadline, seed).await;
+    mesh(backend, n, deadline, admission, seed).await;
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis_mesh(_: usize, _: Duration, _: u64) {
+async fn redis_mesh(_: usize, _: Duration, _: usize, _: u64) {
     eprintln!("--redis needs --features redis");
 }

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub epoch_floor: Option<u64>,
     /// STUN servers the built-in agent asks for server-reflexive candidates (none by default).
     pub stun_servers: Vec<SocketAddr>,
+    /// Rule ADMISSION: sessions establishing at once (`EndpointConfig::max_establishing`;
+    /// default 16, 0: no limit).
+    pub max_establishing: usize,
 }
 
 impl Default for NodeConfig {
@@ -50,6 +53,7 @@ impl Default for NodeConfig {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             epoch_floor: None,
             stun_servers: Vec::new(),
+            max_establishing: icepact::DEFAULT_MAX_ESTABLISHING,
         }
     }
 }
@@ -223,6 +227,7 @@ impl Node {
         let mut endpoint_config = EndpointConfig::default();
         endpoint_config.peer = config.peer;
         endpoint_config.limits = config.limits;
+        endpoint_config.max_establishing = config.max_establishing;
         let mut endpoint = Endpoint::new(endpoint_config, secret, epoch_floor, seed);
         let mut agents = BTreeMap::new();
         for &remote in remotes {
