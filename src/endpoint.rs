@@ -174,6 +174,11 @@ struct Session {
 /// publish); then call [`handle_timeout`](Endpoint::handle_timeout) at
 /// [`poll_timeout`](Endpoint::poll_timeout).
 ///
+/// At most [`EndpointConfig::max_establishing`] sessions gather and check at once (rule
+/// ADMISSION): the others hold their remote's descriptions (the envelope's disposition is
+/// `Ignored(Waiting)`) and are admitted in turn; [`admission`](Endpoint::admission) tells how
+/// many establish and how many wait.
+///
 /// Envelopes wait for [`poll_transmit`](Endpoint::poll_transmit) one per remote: a newer
 /// description for the same remote replaces one not yet polled (rule SUPERSEDED_SEND). An
 /// embedding that feeds the agents' immediate reports (a candidate, the end of gathering)
