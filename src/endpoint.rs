@@ -528,13 +528,12 @@ impl Endpoint {
             let local = self.local;
             let ready = |s: &Session| s.held.iter().any(|d| !d.candidates.is_empty());
             // Answers first (the remote holds a slot already), then our own, in arrival order.
-            let pick = self
+            let i = self
                 .waiting
                 .iter()
                 .position(|k| self.sessions.get(k).is_some_and(ready))
                 .or_else(|| self.waiting.iter().position(|k| local < *k))
-                .or(Some(0));
-            let Some(i) = pick else { return };
+                .unwrap_or(0);
             let Some(remote) = self.waiting.remove(i) else {
                 return;
             };
@@ -544,14 +543,8 @@ impl Endpoint {
             session.admitted = true;
             self.slots.insert(remote, now);
             while let Some(d) = session.held.pop_front() {
-                match session.peer.handle_description(now, &d) {
-                    Ok(Disposition::Applied) => session.stats.applied += 1,
-                    Ok(Disposition::Ignored(IgnoreReason::Duplicate(_))) => {
-                        session.stats.duplicate += 1
-                    }
-                    Ok(_) => session.stats.stale += 1,
-                    Err(_) => session.stats.rejected += 1,
-                }
+                // Counted like any description; a refusal changes nothing in the session.
+                let _ = session.apply(now, &d);
             }
             self.drain(remote);
         }
@@ -661,21 +654,18 @@ impl Session {
             self.stats.held += 1;
             return Ok(Disposition::Ignored(IgnoreReason::Waiting));
         }
-        match self.peer.handle_description(now, &description) {
-            Ok(d) => {
-                match d {
-                    Disposition::Applied => self.stats.applied += 1,
-                    Disposition::Ignored(crate::IgnoreReason::Duplicate(_)) => {
-                        self.stats.duplicate += 1
-                    }
-                    Disposition::Ignored(_) => self.stats.stale += 1,
-                }
-                Ok(d)
-            }
-            Err(e) => {
-                self.stats.rejected += 1;
-                Err(Refusal::Rejected(e))
-            }
+        self.apply(now, &description).map_err(Refusal::Rejected)
+    }
+
+    /// Hands an opened description to the session and counts what became of it.
+    fn apply(&mut self, now: Instant, description: &Description) -> Result<Disposition, Error> {
+        let result = self.peer.handle_description(now, description);
+        match &result {
+            Ok(Disposition::Applied) => self.stats.applied += 1,
+            Ok(Disposition::Ignored(IgnoreReason::Duplicate(_))) => self.stats.duplicate += 1,
+            Ok(Disposition::Ignored(_)) => self.stats.stale += 1,
+            Err(_) => self.stats.rejected += 1,
         }
+        result
     }
 }

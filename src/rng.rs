@@ -105,13 +105,13 @@ impl SessionRng {
         (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// `n` random ASCII letters.
     /// 128 bits as 32 lowercase hex digits (a session token of the room service).
     pub(crate) fn hex_token(&mut self) -> String {
         let (a, b) = (self.0.next_u64(), self.0.next_u64());
         format!("{a:016x}{b:016x}")
     }
 
+    /// `n` random ASCII letters.
     pub(crate) fn letters(&mut self, n: usize) -> SmolStr {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
         (0..n)

@@ -390,6 +390,15 @@ pub enum RoomError {
     MalformedToken,
 }
 
+/// Whether `token` is a session token as the service hands them out and accepts them: exactly
+/// 32 lowercase hex digits (128 bits).
+pub fn valid_token(token: &str) -> bool {
+    token.len() == 32
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Whether `call` is a call name the service accepts (1 to 128 characters of
 /// `A–Z a–z 0–9 . _ ~ -`).
 pub fn valid_call(call: &str) -> bool {
@@ -540,11 +549,7 @@ impl RoomClient {
         }
         match result {
             JoinResult::Joined(token) => {
-                if !(token.len() == 32
-                    && token
-                        .bytes()
-                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-                {
+                if !valid_token(&token) {
                     self.lost(now, LostReason::JoinFailed);
                     return Err(RoomError::MalformedToken);
                 }
@@ -608,7 +613,7 @@ impl RoomClient {
                 self.go(ClientTrigger::Welcome)?;
                 self.link = Link::Up;
                 self.attempt = 0;
-                self.timer = None;
+                // Up now: the step's deadline gives way to the idle deadline (or none).
                 self.handle_frame(now);
                 Ok(false)
             }

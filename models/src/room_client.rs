@@ -368,7 +368,7 @@ impl Model for RoomClientModel {
     fn next_state(&self, last: &RoomState, action: RoomAction) -> Option<RoomState> {
         let mut s = last.clone();
         let now = at(s.now);
-        let touched: Vec<usize> = match action {
+        match action {
             RoomAction::Serve(i) => {
                 let before = self.before(&s, i);
                 match std::mem::replace(&mut s.members[i].request, Request::None) {
@@ -415,12 +415,10 @@ impl Model for RoomClientModel {
                 }
                 self.drain(&mut s, i);
                 self.after(&mut s, i, before);
-                vec![]
             }
             RoomAction::Quiet(i) => {
                 s.quiets -= 1;
                 s.members[i].quiet = true;
-                vec![]
             }
             RoomAction::Drop(i) => {
                 s.drops -= 1;
@@ -429,7 +427,10 @@ impl Model for RoomClientModel {
                 if matches!(s.members[i].request, Request::Handshake(_)) {
                     s.members[i].request = Request::None;
                 }
-                vec![i]
+                let before = self.before(&s, i);
+                s.members[i].client.handle_closed(now, None);
+                self.drain(&mut s, i);
+                self.after(&mut s, i, before);
             }
             RoomAction::Crash { store_lost } => {
                 s.crashes -= 1;
@@ -437,25 +438,21 @@ impl Model for RoomClientModel {
                     s.seats = Seats::default();
                 }
                 for i in 0..2 {
+                    let before = self.before(&s, i);
                     if s.members[i].socket.take().is_some() {
                         s.flags.dropped[i] = true;
                         s.flags.store_lost[i] |= store_lost;
                         s.members[i].client.handle_closed(now, None);
                     }
-                }
-                let before = [self.before(&s, 0), self.before(&s, 1)];
-                for (i, b) in before.into_iter().enumerate() {
                     self.drain(&mut s, i);
-                    self.after(&mut s, i, b);
+                    self.after(&mut s, i, before);
                 }
-                vec![]
             }
             RoomAction::Timer(i) => {
                 let before = self.before(&s, i);
                 s.members[i].client.handle_timeout(now);
                 self.drain(&mut s, i);
                 self.after(&mut s, i, before);
-                vec![]
             }
             RoomAction::Tick => {
                 s.now += TICK;
@@ -482,7 +479,6 @@ impl Model for RoomClientModel {
                     self.drain(&mut s, i);
                     self.after(&mut s, i, before);
                 }
-                vec![]
             }
             RoomAction::Offer(i) => {
                 s.members[i].may_offer = false;
@@ -495,7 +491,6 @@ impl Model for RoomClientModel {
                 self.publish(&mut s, i, SdpKind::Offer);
                 self.drain(&mut s, i);
                 self.after(&mut s, i, before);
-                vec![]
             }
             RoomAction::Deliver(i) => {
                 let k = s.inflight.iter().position(|(to, _)| *to == i)?;
@@ -517,7 +512,6 @@ impl Model for RoomClientModel {
                     }
                 }
                 s.inflight.remove(k);
-                vec![]
             }
             RoomAction::Applied(i) => {
                 let kind = s.members[i].applying.remove(0);
@@ -536,14 +530,7 @@ impl Model for RoomClientModel {
                 }
                 self.drain(&mut s, i);
                 self.after(&mut s, i, before);
-                vec![]
             }
-        };
-        for i in touched {
-            let before = self.before(&s, i);
-            s.members[i].client.handle_closed(now, None);
-            self.drain(&mut s, i);
-            self.after(&mut s, i, before);
         }
         Some(s)
     }

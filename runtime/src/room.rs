@@ -271,9 +271,13 @@ async fn presence(
                 },
                 other => debug!(%call, output = ?other, "room client output not handled"),
             }
+            let current = client.session();
             session.send_if_modified(|s| {
-                let now = client.session().map(str::to_owned);
-                (*s != now).then(|| *s = now).is_some()
+                let changed = s.as_deref() != current;
+                if changed {
+                    *s = current.map(str::to_owned);
+                }
+                changed
             });
         }
         let wake = client.poll_timeout().map(Instant::from_std);

@@ -39,8 +39,7 @@ impl Token {
 
     /// Parses a token as a client sends it: exactly 32 lowercase hex digits.
     pub fn parse(s: &str) -> Option<Token> {
-        (s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| Token(s.to_owned()))
+        icepact::room::valid_token(s).then(|| Token(s.to_owned()))
     }
 
     /// A token from any string, for tests and models.

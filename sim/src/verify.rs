@@ -179,13 +179,7 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
                 .filter(|r| r.outcome == Outcome::Violated && r.trace.is_some())
                 .min_by_key(|r| r.path_len)
             {
-                let _ = writeln!(
-                    details,
-                    "\nSeed 001 policy, model checker: \"{}\" violated; shortest counterexample ({} steps):\n{}",
-                    r.property,
-                    r.path_len.unwrap_or(0),
-                    r.trace.as_deref().unwrap_or("")
-                );
+                counterexample(&mut details, "Seed 001 policy, model checker", r);
             }
         }
     }
@@ -256,13 +250,7 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
                     .filter(|r| r.outcome == Outcome::Violated)
                     .min_by_key(|r| (r.property != headline, r.path_len))
                 {
-                    let _ = writeln!(
-                        details,
-                        "\nThe {name} with {broken_as}: \"{}\" violated; shortest counterexample ({} steps):\n{}",
-                        r.property,
-                        r.path_len.unwrap_or(0),
-                        r.trace.as_deref().unwrap_or("")
-                    );
+                    counterexample(&mut details, &format!("The {name} with {broken_as}"), r);
                 }
             }
         }
@@ -449,6 +437,17 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         start.elapsed().as_secs_f64()
     );
     Verdict { report, pass }
+}
+
+/// A violated property's shortest counterexample, for the report's details.
+fn counterexample(details: &mut String, label: &str, r: &VerdictRow) {
+    let _ = writeln!(
+        details,
+        "\n{label}: \"{}\" violated; shortest counterexample ({} steps):\n{}",
+        r.property,
+        r.path_len.unwrap_or(0),
+        r.trace.as_deref().unwrap_or("")
+    );
 }
 
 fn humantime(d: std::time::Duration) -> String {

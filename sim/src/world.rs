@@ -999,24 +999,26 @@ impl World {
 
     fn restarted(&mut self, n: usize, r: usize, cause: RestartCause) {
         self.outcome.stats.restarts += 1;
+        let stats = &mut self.outcome.stats;
         let name = match cause {
             RestartCause::Requested => "requested",
             RestartCause::AgentFailed => "agent failed",
             RestartCause::AgentClosed => "agent closed",
             RestartCause::DisconnectedTimeout => "disconnected timeout",
-            RestartCause::CheckingTimeout => "checking timeout",
+            RestartCause::CheckingTimeout => {
+                stats.checking_timeouts += 1;
+                "checking timeout"
+            }
             RestartCause::GatheringTimeout => "gathering timeout",
-            RestartCause::EpochCatchUp { .. } => "epoch catch-up",
+            RestartCause::EpochCatchUp { .. } => {
+                stats.catch_ups += 1;
+                "epoch catch-up"
+            }
             RestartCause::RemoteRestart { .. } => "remote restart",
             _ => "other",
         };
-        *self.outcome.stats.causes.entry(name).or_default() += 1;
-        self.outcome.stats.first_restart.get_or_insert(self.now);
-        match cause {
-            RestartCause::EpochCatchUp { .. } => self.outcome.stats.catch_ups += 1,
-            RestartCause::CheckingTimeout => self.outcome.stats.checking_timeouts += 1,
-            _ => {}
-        }
+        *stats.causes.entry(name).or_default() += 1;
+        stats.first_restart.get_or_insert(self.now);
         self.trace.push(
             self.now,
             TraceKind::Restart {
