@@ -237,7 +237,12 @@ async fn presence(
                 },
                 ClientOutput::Send(text) => {
                     let sent = match ws.as_mut() {
-                        Some(w) => w.send(Message::text(text)).await.is_ok(),
+                        // Within the deadline: a peer that stops reading must not block the
+                        // task (and with it the client's own handshake deadline).
+                        Some(w) => matches!(
+                            tokio::time::timeout(DEADLINE, w.send(Message::text(text))).await,
+                            Ok(Ok(()))
+                        ),
                         None => false,
                     };
                     if !sent {

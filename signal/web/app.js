@@ -238,7 +238,13 @@ function post(kind, payload) {
   outbox = outbox.then(async () => {
     if (!message.session) return;
     try {
-      const r = await fetch("/signal", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(message) });
+      // ROOM_DEADLINES: a post that hangs must not hold every later one behind it.
+      const r = await fetch("/signal", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(message),
+        signal: AbortSignal.timeout(DEADLINE_MS),
+      });
       if (r.status === 409 && demo.session === message.session) {
         expire();
         if (ws) lost("publish refused (409)", 4001);
