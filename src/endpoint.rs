@@ -8,7 +8,7 @@ use rand_core::SeedableRng;
 
 use crate::agent::{AgentCommand, AgentEvent, AgentId};
 use crate::config::Config;
-use crate::description::Description;
+use crate::description::{Description, SessionRef};
 use crate::error::{Disposition, Error, IgnoreReason};
 use crate::guard::{nonce_of, InboundLimits, PeerStats, RateLimiter, ReplayCache};
 use crate::keys::PublicKey;
@@ -148,6 +148,8 @@ struct Session {
     connected_once: bool,
     /// Descriptions received while waiting for admission, oldest first.
     held: VecDeque<Description>,
+    /// The session and version of the last description sealed (rule ADMISSION_QUIET).
+    last_sent: Option<SessionRef>,
     /// The session's next timer as last seen (its entry in `Endpoint::timers`).
     timer: Option<Instant>,
 }
@@ -283,6 +285,7 @@ impl Endpoint {
                 admitted: self.config.max_establishing == 0,
                 connected_once: false,
                 held: VecDeque::new(),
+                last_sent: None,
                 timer: None,
             },
         );
@@ -572,6 +575,17 @@ impl Endpoint {
         while let Some(out) = session.peer.poll_output() {
             let out = match out {
                 Output::Send(d) => {
+                    if !session.admitted
+                        && !session.held.is_empty()
+                        && session.last_sent == Some(d.session)
+                    {
+                        // Rule ADMISSION_QUIET: a session waiting for a slot holds its remote's
+                        // description, so the remote is alive and our answer follows when we
+                        // apply it; a re-send of what we sent already tells it nothing.
+                        session.stats.quieted += 1;
+                        continue;
+                    }
+                    session.last_sent = Some(d.session);
                     match session.channel.seal(&d, Nonce::random(&mut self.rng)) {
                         Ok(envelope) => {
                             // Rule SUPERSEDED_SEND: descriptions are cumulative (each carries

@@ -5,6 +5,8 @@
 //! is input that an unreliable network legitimately produces (late, duplicated or replayed
 //! messages, events of an agent already closed). Neither changes the peer's state.
 
+use std::time::Instant;
+
 use crate::agent::AgentId;
 use crate::description::SessionRef;
 use crate::state::{ConnectionState, Report};
@@ -112,6 +114,12 @@ pub enum IgnoreReason {
     /// Rule ADMISSION: the session waits for a slot; the description is held and applied when
     /// the session is admitted.
     Waiting,
+    /// Rule FAILURE_BACKOFF: the session failed repeatedly and the next one starts at
+    /// `until`; until then there is no session to apply a description to (the remote re-sends).
+    BackingOff {
+        /// When the next session starts.
+        until: Instant,
+    },
     /// A local candidate after gathering was done (RFC 8838 §13).
     AfterEndOfCandidates,
     /// The local candidate limit is reached.

@@ -73,6 +73,8 @@ pub struct PeerStats {
     pub send_failed: u64,
     /// Descriptions held while the session waited for admission (rule ADMISSION).
     pub held: u64,
+    /// Re-sends not sent while the session waited for admission (rule ADMISSION_QUIET).
+    pub quieted: u64,
 }
 
 /// A token bucket.

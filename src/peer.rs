@@ -119,6 +119,11 @@ pub struct Peer {
     timers: Timers,
     /// Gathering timeouts since the last local candidate (rule GATHERING_TIMEOUT's back-off).
     gathering_timeouts: u32,
+    /// Restarts caused by a failure since the last Connected (rule FAILURE_BACKOFF).
+    failures: u32,
+    /// While a restart is deferred (rule FAILURE_BACKOFF, in-place agents): the live agent the
+    /// next session restarts in place.
+    parked: Option<AgentId>,
     restarts: u32,
     last_now: Option<Instant>,
     send_pending: bool,
@@ -166,6 +171,16 @@ pub enum Event {
         /// Gathering timeouts in a row before this gathering.
         timeouts: u32,
     },
+    /// The session failed again before it ever connected: the next one starts at `at`, not
+    /// at once (rule FAILURE_BACKOFF). Until then the peer is Closed, has no agent and ignores
+    /// the remote's descriptions ([`IgnoreReason::BackingOff`](crate::IgnoreReason::BackingOff));
+    /// [`Peer::restart`] starts the next session at once.
+    RestartDeferred {
+        /// Failures in a row (this one included) since the session last connected.
+        failures: u32,
+        /// When the next session starts.
+        at: Instant,
+    },
     /// Remote candidates that arrived after the remote's end-of-candidates were dropped
     /// (RFC 8838 §14: "MUST ignore newly received candidates").
     CandidatesAfterEndOfCandidates {
@@ -205,6 +220,22 @@ pub enum RestartCause {
         /// The remote's new session.
         to: SessionRef,
     },
+}
+
+impl RestartCause {
+    /// True for the causes that say this session failed (the agent failed or closed, a
+    /// Disconnected or checking deadline passed): rule FAILURE_BACKOFF spaces out such restarts
+    /// when they repeat. A request of the embedding, a restart of the remote and an epoch
+    /// catch-up are not failures; a gathering timeout has its own growing deadline.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            RestartCause::AgentFailed
+                | RestartCause::AgentClosed
+                | RestartCause::DisconnectedTimeout
+                | RestartCause::CheckingTimeout
+        )
+    }
 }
 
 /// The local half of the current session.
@@ -263,6 +294,8 @@ struct Timers {
     gathering: Option<Instant>,
     /// Ask a Connected or Completed agent for its state again (rule REPORT_POLL).
     poll: Option<Instant>,
+    /// Start the next session: armed only while a restart is deferred (rule FAILURE_BACKOFF).
+    start: Option<Instant>,
 }
 
 /// Who a [`Peer`] is and where its sessions start, by name: the arguments of [`Peer::new`]
@@ -316,6 +349,8 @@ impl Peer {
             catch_up_after: None,
             timers: Timers::default(),
             gathering_timeouts: 0,
+            failures: 0,
+            parked: None,
             restarts: 0,
             last_now: Some(now),
             send_pending: false,
@@ -342,6 +377,11 @@ impl Peer {
             return Ok(Disposition::Ignored(IgnoreReason::ShutDown));
         }
         self.validate(d)?;
+        if let Some(until) = self.timers.start {
+            // Rule FAILURE_BACKOFF: no session to bind to until the deferred restart; the
+            // remote re-sends what is unacknowledged, and our next session tells it anyway.
+            return Ok(Disposition::Ignored(IgnoreReason::BackingOff { until }));
+        }
         let mut caught_up = false;
         if self.config.policy == RestartPolicy::Epoch {
             // Every description is checked, stale ones too: a replayed description of a remote
@@ -531,8 +571,11 @@ impl Peer {
         if self.shut_down {
             return Ok(());
         }
-        let agent = self.agent();
-        self.set_state(Trigger::Shutdown)?;
+        let agent = self.agent().or(self.parked.take());
+        if self.state != ConnectionState::Closed {
+            // Closed (a deferred restart, rule FAILURE_BACKOFF) already is the final state.
+            self.set_state(Trigger::Shutdown)?;
+        }
         if let Some(agent) = agent {
             self.queue
                 .push_back(Output::Agent(AgentCommand::Close { agent }));
@@ -567,6 +610,7 @@ impl Peer {
             self.timers.checking,
             self.timers.gathering,
             self.timers.poll,
+            self.timers.start,
         ]
         .into_iter()
         .flatten()
@@ -716,6 +760,11 @@ impl Peer {
                 }
             }
         }
+        if take_due(&mut self.timers.start, now) {
+            // Rule FAILURE_BACKOFF: the deferred restart is due.
+            let parked = self.parked.take();
+            self.start_session(now, parked)?;
+        }
         if self.timers.resend.is_some_and(|t| t <= now) {
             // Rule RESEND_UNACKED: re-send the newest description with back-off until the
             // remote acknowledges it. cunicu re-sends only while Idle, so a lost candidate
@@ -752,6 +801,9 @@ impl Peer {
                 self.set_state(trigger)?;
                 match self.state {
                     ConnectionState::Connected | ConnectionState::Completed => {
+                        // Rule FAILURE_BACKOFF: the session works; the next failure restarts
+                        // at once again.
+                        self.failures = 0;
                         self.timers.disconnected = None;
                         self.timers.checking = None;
                         if self.timers.poll.is_none() {
@@ -1122,7 +1174,8 @@ impl Peer {
         let in_place = self.config.agent_restart == AgentRestart::InPlace
             && cause != RestartCause::AgentClosed;
         let mut reuse = None;
-        if let Some(agent) = self.agent() {
+        // A deferred restart (rule FAILURE_BACKOFF) may have parked the live agent.
+        if let Some(agent) = self.agent().or(self.parked.take()) {
             if in_place {
                 reuse = Some(agent);
             } else {
@@ -1137,6 +1190,31 @@ impl Peer {
             cause,
             restarts: self.restarts,
         }));
+        if cause.is_failure() {
+            self.failures = self.failures.saturating_add(1);
+            // Rule FAILURE_BACKOFF: the first failure since the session last connected restarts
+            // at once (a network change must heal fast); each further one waits a jittered,
+            // growing interval (the re-send back-off, attempt `failures - 2`). Without it an
+            // agent that fails at once (a broken interface, a remote it cannot reach) restarts
+            // both sides at the speed of the signaling backend, and under overload the
+            // restarts' messages and gatherings feed the overload (issue 16's cascade). The
+            // jitter keeps the peers of an overloaded node from coming back in step.
+            if self.failures >= 2 {
+                let delay = self
+                    .config
+                    .backoff
+                    .interval(self.failures - 2, &mut self.rng);
+                if let Some(at) = after(now, delay) {
+                    self.timers.start = Some(at);
+                    self.parked = reuse;
+                    self.queue.push_back(Output::Event(Event::RestartDeferred {
+                        failures: self.failures,
+                        at,
+                    }));
+                    return Ok(());
+                }
+            }
+        }
         self.start_session(now, reuse)
     }
 }

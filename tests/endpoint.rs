@@ -192,7 +192,8 @@ impl Mesh {
 
 /// Rule ADMISSION: with one establishing session allowed per endpoint, a full mesh of five
 /// comes up in waves (never two sessions establishing at once on one endpoint), with no
-/// restart and no deadlock; the descriptions that waited were held, not lost.
+/// restart and no deadlock; the descriptions that waited were held, not lost, and the waiting
+/// sessions' re-sends were held back (ADMISSION_QUIET).
 #[test]
 fn admission_brings_a_mesh_up_in_waves() {
     let mut config = EndpointConfig::default();
@@ -227,15 +228,14 @@ fn admission_brings_a_mesh_up_in_waves() {
         .all(|&a| nodes.iter().all(|&b| a == b || m.connected(a, b))));
     assert_eq!(max_slots, 1, "one session establishing at a time");
     assert!(waited >= 2, "sessions waited their turn ({waited})");
-    let mut held = 0;
+    let (mut held, mut quieted) = (0, 0);
     for a in nodes {
         for b in nodes {
             if a != b {
                 assert_eq!(m.restarts(a, b), 0, "{a}-{b}");
-                held += m.endpoints[&Mesh::key(a)]
-                    .stats(&Mesh::key(b))
-                    .unwrap()
-                    .held;
+                let stats = m.endpoints[&Mesh::key(a)].stats(&Mesh::key(b)).unwrap();
+                held += stats.held;
+                quieted += stats.quieted;
             }
         }
     }
@@ -243,6 +243,62 @@ fn admission_brings_a_mesh_up_in_waves() {
         held > 0,
         "descriptions were held while their sessions waited"
     );
+    // Nothing waited long enough here for a re-send (ADMISSION_QUIET, next test).
+    assert_eq!(quieted, 0);
+}
+
+/// Rule ADMISSION_QUIET: a session waiting for a slot sent its description once and does not
+/// re-send it while it waits (its remote's descriptions are held, so the remote is alive and
+/// our answer follows admission); once admitted it connects as usual.
+#[test]
+fn a_waiting_session_does_not_re_send() {
+    let mut config = EndpointConfig::default();
+    config.max_establishing = 1;
+    let mut m = Mesh::with(&[1, 2, 3], config);
+    m.link(1, 2);
+    m.link(1, 3);
+    // Envelopes only (no agent work, so nothing connects and node 1's slot stays taken).
+    let deliver = |m: &mut Mesh| {
+        while let Some((to, bytes)) = m.wire.pop_front() {
+            let now = m.now;
+            let _ = m
+                .endpoints
+                .get_mut(&to)
+                .unwrap()
+                .handle_envelope(now, &bytes);
+            m.drain();
+        }
+    };
+    deliver(&mut m);
+    assert_eq!(m.ep(1).admission(), (1, 1));
+    let waiting = [2, 3]
+        .into_iter()
+        .find(|&n| {
+            let stats = m.ep(1).stats(&Mesh::key(n)).unwrap();
+            stats.held > 0 && stats.applied == 0
+        })
+        .expect("a session of node 1 waits");
+    let before = m.ep(1).stats(&Mesh::key(waiting)).unwrap();
+    // 20 s pass: the remote re-sends (its description is unacknowledged), we do not.
+    for _ in 0..200 {
+        m.now += std::time::Duration::from_millis(100);
+        let now = m.now;
+        for ep in m.endpoints.values_mut() {
+            ep.handle_timeout(now).unwrap();
+        }
+        m.drain();
+        deliver(&mut m);
+    }
+    assert_eq!(m.ep(1).admission(), (1, 1), "still waiting");
+    let after = m.ep(1).stats(&Mesh::key(waiting)).unwrap();
+    assert_eq!(
+        after.sent, before.sent,
+        "a waiting session re-sent: {before:?} {after:?}"
+    );
+    assert!(after.quieted > before.quieted, "{after:?}");
+    assert!(after.held > before.held, "the remote re-sent: {after:?}");
+    // With the agents at work everything connects, the waiting session too.
+    m.run_until(|m| m.connected(1, 2) && m.connected(1, 3));
 }
 
 #[test]

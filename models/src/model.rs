@@ -301,7 +301,7 @@ pub struct State {
     /// mesh model with reduction, which chooses.
     pub owners: Option<Owners>,
     /// Sticky flags: violations and sanity observations ([`Flag`]).
-    pub flags: u16,
+    pub flags: u32,
     /// The first violation, in words.
     pub detail: Option<String>,
 }
@@ -937,6 +937,9 @@ impl IceModel {
                             Self::violate(s, Flag::CatchUpOnlyAfterRegression, detail, log);
                         }
                     }
+                }
+                Output::Event(Event::RestartDeferred { .. }) => {
+                    s.flags |= Flag::SeenDeferred.bit();
                 }
                 Output::Event(_) | _ => {}
             }

@@ -48,11 +48,13 @@ pub enum Flag {
     SeenNoCandidates,
     /// An agent was restarted in place (sanity).
     SeenInPlace,
+    /// A restart after repeated failures waited (rule FAILURE_BACKOFF, sanity).
+    SeenDeferred,
 }
 
 impl Flag {
     /// The bit of this flag.
-    pub fn bit(self) -> u16 {
+    pub fn bit(self) -> u32 {
         1 << (self as u16)
     }
 
@@ -75,6 +77,7 @@ impl Flag {
             Flag::SeenFailedConnected => "failed from connected",
             Flag::SeenNoCandidates => "empty gathering",
             Flag::SeenInPlace => "restarted in place",
+            Flag::SeenDeferred => "deferred restart",
         }
     }
 }
@@ -214,6 +217,12 @@ pub const PROPERTIES: &[PropertyInfo] = &[
         always: false,
         rule: "sanity: a gathering found no candidate (GATHERING_TIMEOUT), then convergence",
         condition: |m, s| seen(s, Flag::SeenNoCandidates) && m.converged(s),
+    },
+    PropertyInfo {
+        name: "reconnected after deferred restart",
+        always: false,
+        rule: "sanity: failures in a row deferred a restart (FAILURE_BACKOFF), then convergence",
+        condition: |m, s| seen(s, Flag::SeenDeferred) && m.converged(s),
     },
     PropertyInfo {
         name: "stale ignored",

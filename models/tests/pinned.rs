@@ -32,7 +32,7 @@ fn assert_all_hold(opts: &CheckOptions, unreachable: &[&str]) -> usize {
 /// count is exactly this.
 #[test]
 fn default_two_peers_is_exhaustive_and_pinned() {
-    assert_eq!(assert_all_hold(&CheckOptions::default(), &[]), 6_117_644);
+    assert_eq!(assert_all_hold(&CheckOptions::default(), &[]), 6_314_002);
 }
 
 /// The default budgets with agents restarted in place (rule AGENT_RESTART, str0m's
@@ -46,7 +46,7 @@ fn in_place_restarts_are_exhaustive_and_pinned() {
         agent_restart: icepact_models::AgentRestart::InPlace,
         ..CheckOptions::default()
     };
-    assert_eq!(assert_all_hold(&opts, &[]), 5_689_915);
+    assert_eq!(assert_all_hold(&opts, &[]), 5_897_001);
 }
 
 /// Replays after a crash with any floor: no replayed hint ever starts a catch-up
@@ -62,6 +62,7 @@ fn replays_after_a_crash_are_exhaustive_and_pinned() {
         "reconnected after failed from connected",
         "reconnected after lost report",
         "reconnected after empty gathering",
+        "reconnected after deferred restart",
         "glare",
     ];
     assert_eq!(assert_all_hold(&opts, &unreachable), 948_534);
@@ -81,6 +82,7 @@ fn three_peers_with_a_crash_are_exhaustive_and_pinned() {
         "reconnected after failed from connected",
         "reconnected after lost report",
         "reconnected after empty gathering",
+        "reconnected after deferred restart",
         "glare",
         "stale ignored",
     ];

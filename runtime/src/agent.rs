@@ -98,7 +98,7 @@ pub struct AgentParams<I> {
 pub struct AgentInbound<I> {
     remote: PublicKey,
     agent: AgentId,
-    tx: mpsc::Sender<(PublicKey, AgentId, I)>,
+    tx: mpsc::Sender<(PublicKey, AgentId, Instant, I)>,
 }
 
 impl<I> Clone for AgentInbound<I> {
@@ -115,21 +115,30 @@ impl<I: Send + 'static> AgentInbound<I> {
     pub(crate) fn new(
         remote: PublicKey,
         agent: AgentId,
-        tx: mpsc::Sender<(PublicKey, AgentId, I)>,
+        tx: mpsc::Sender<(PublicKey, AgentId, Instant, I)>,
     ) -> Self {
         AgentInbound { remote, agent, tx }
     }
 
     /// Hands `input` to the agent, waiting while the node's queue is full; false once the node
-    /// stopped (the I/O task should end then).
+    /// stopped (the I/O task should end then). The input is stamped with the instant it is
+    /// taken (rule STAMP_ARRIVAL).
     pub async fn send(&self, input: I) -> bool {
-        self.tx.send((self.remote, self.agent, input)).await.is_ok()
+        match self.tx.reserve().await {
+            Ok(permit) => {
+                permit.send((self.remote, self.agent, Instant::now(), input));
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Hands `input` to the agent without waiting; false if the node's queue is full or the
     /// node stopped (the input is dropped, as a full socket buffer drops a datagram).
     pub fn try_send(&self, input: I) -> bool {
-        self.tx.try_send((self.remote, self.agent, input)).is_ok()
+        self.tx
+            .try_send((self.remote, self.agent, Instant::now(), input))
+            .is_ok()
     }
 
     /// True once the node stopped.

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use std::time::Instant;
+
 use tokio::sync::mpsc;
 
 use icepact::PublicKey;
@@ -25,21 +27,82 @@ pub enum BackendEvent {
     Lost,
 }
 
-/// Everything addressed to one key, as a stream of [`BackendEvent`]s.
+/// Everything addressed to one key, as a stream of [`BackendEvent`]s, each stamped with the
+/// instant the backend received it (the node takes inputs in arrival order, rule
+/// STAMP_ARRIVAL in docs/RUNTIME.md). Made by [`Subscription::channel`].
 #[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::Receiver<BackendEvent>,
+    rx: mpsc::Receiver<(Instant, BackendEvent)>,
+}
+
+/// The backend's end of a [`Subscription`]: stamps each event with the instant it is handed
+/// over. Cloning gives another sender to the same subscription.
+#[derive(Clone, Debug)]
+pub struct SubscriptionSender {
+    tx: mpsc::Sender<(Instant, BackendEvent)>,
 }
 
 impl Subscription {
-    /// A subscription fed by `rx` (for backends).
-    pub fn new(rx: mpsc::Receiver<BackendEvent>) -> Subscription {
-        Subscription { rx }
+    /// A subscription buffering up to `capacity` events, and the sender a backend feeds it
+    /// with. A full buffer refuses events ([`SubscriptionSender::try_send`]): the backend drops
+    /// them, as its semantics allow.
+    pub fn channel(capacity: usize) -> (SubscriptionSender, Subscription) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (SubscriptionSender { tx }, Subscription { rx })
     }
 
     /// The next event, or `None` once the backend closed the subscription for good.
     pub async fn recv(&mut self) -> Option<BackendEvent> {
+        self.rx.recv().await.map(|(_, event)| event)
+    }
+
+    /// The next event and the instant it arrived.
+    pub(crate) async fn recv_stamped(&mut self) -> Option<(Instant, BackendEvent)> {
         self.rx.recv().await
+    }
+
+    /// An event already waiting, without waiting for one.
+    pub(crate) fn try_recv_stamped(&mut self) -> Option<(Instant, BackendEvent)> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Events waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.rx.len()
+    }
+}
+
+impl SubscriptionSender {
+    /// Hands `event` to the subscription, stamped now; gives it back if the buffer is full or
+    /// the subscription was dropped.
+    pub fn try_send(
+        &self,
+        event: BackendEvent,
+    ) -> Result<(), mpsc::error::TrySendError<BackendEvent>> {
+        self.tx
+            .try_send((Instant::now(), event))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full((_, ev)) => mpsc::error::TrySendError::Full(ev),
+                mpsc::error::TrySendError::Closed((_, ev)) => mpsc::error::TrySendError::Closed(ev),
+            })
+    }
+
+    /// Hands `event` to the subscription, waiting while its buffer is full (stamped when it is
+    /// taken); gives it back if the subscription was dropped.
+    pub async fn send(&self, event: BackendEvent) -> Result<(), BackendEvent> {
+        let permit = self.tx.reserve().await.map_err(|_| event.clone())?;
+        permit.send((Instant::now(), event));
+        Ok(())
+    }
+
+    /// Completes when the subscription is dropped.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
+    /// True once the subscription was dropped.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 }
 
@@ -94,7 +157,7 @@ pub trait Backend: Send + Sync + 'static {
 /// An in-process backend, for tests and single-process meshes. Cloning shares the hub.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryBackend {
-    subscribers: Arc<Mutex<HashMap<PublicKey, Vec<mpsc::Sender<BackendEvent>>>>>,
+    subscribers: Arc<Mutex<HashMap<PublicKey, Vec<SubscriptionSender>>>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -147,7 +210,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn subscribe(&self, key: PublicKey) -> Result<Subscription, BackendError> {
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (tx, subscription) = Subscription::channel(SUBSCRIPTION_BUFFER);
         // The receiver is alive: this first event always fits the empty buffer.
         let _ = tx.try_send(BackendEvent::Subscribed);
         self.subscribers
@@ -156,6 +219,6 @@ impl Backend for MemoryBackend {
             .entry(key)
             .or_default()
             .push(tx);
-        Ok(Subscription::new(rx))
+        Ok(subscription)
     }
 }

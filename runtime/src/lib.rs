@@ -28,7 +28,9 @@ mod room;
 mod stun;
 
 pub use agent::{Agent, AgentFactory, AgentInbound, AgentParams, UdpAgent, UdpAgents};
-pub use backend::{Backend, BackendError, BackendEvent, MemoryBackend, Subscription};
+pub use backend::{
+    Backend, BackendError, BackendEvent, MemoryBackend, Subscription, SubscriptionSender,
+};
 pub use ice::{UdpInput, DATA_TAG};
 pub use icepact::{InboundLimits, PeerStats};
 pub use node::{Node, NodeConfig, NodeEvent, NodeHandle, NodeStatus, PeerStatus};

@@ -261,6 +261,7 @@ impl Node {
             },
             status: status_tx,
             dirty: remotes.iter().copied().collect(),
+            clock: now,
         };
         let span = info_span!("node", local = ?local);
         let task = tokio::spawn(tracing::Instrument::instrument(
@@ -548,12 +549,20 @@ impl Ctx {
     }
 }
 
-/// What the agents' I/O tasks send them, tagged with the session and agent.
+/// What the agents' I/O tasks send them, tagged with the session, the agent and the instant
+/// it arrived.
 type Inbound<F> = (
     PublicKey,
     AgentId,
+    Instant,
     <<F as AgentFactory>::Agent as Agent>::Input,
 );
+
+/// An input taken from a queue before the timers fire (rule STAMP_ARRIVAL).
+enum Queued<I> {
+    Agent(PublicKey, AgentId, I),
+    Backend(BackendEvent),
+}
 
 struct Driver<F: AgentFactory> {
     endpoint: Endpoint,
@@ -566,6 +575,9 @@ struct Driver<F: AgentFactory> {
     /// Sessions whose status may have changed since it was last published: only these are
     /// rebuilt and compared (a node with hundreds of peers handles thousands of inputs).
     dirty: BTreeSet<PublicKey>,
+    /// The instant the core and the agents were last told (rule STAMP_ARRIVAL): the latest
+    /// arrival stamp or timer instant taken, never going back.
+    clock: Instant,
 }
 
 impl<F: AgentFactory> Driver<F> {
@@ -578,7 +590,7 @@ impl<F: AgentFactory> Driver<F> {
     ) {
         let mut backend_open = true;
         loop {
-            self.drive(Instant::now());
+            self.drive(self.clock);
             self.publish_status();
             let deadline = self.next_deadline();
             tokio::select! {
@@ -586,12 +598,10 @@ impl<F: AgentFactory> Driver<F> {
                     Some(Command::Shutdown) | None => break,
                     Some(c) => self.command(c),
                 },
-                event = subscription.recv(), if backend_open => match event {
-                    Some(BackendEvent::Envelope(bytes)) => self.envelope(Instant::now(), &bytes),
-                    Some(BackendEvent::Subscribed) => self.ctx.subscribed = true,
-                    Some(BackendEvent::Lost) => {
-                        self.ctx.subscribed = false;
-                        self.ctx.backend_losses += 1;
+                event = subscription.recv_stamped(), if backend_open => match event {
+                    Some((at, event)) => {
+                        let first = (at, Queued::Backend(event));
+                        self.take_queued(Some(first), &mut subscription, &mut inbound, true);
                     }
                     None => {
                         warn!("backend closed the subscription");
@@ -600,18 +610,28 @@ impl<F: AgentFactory> Driver<F> {
                     }
                 },
                 // The driver holds a sender, so this never yields None.
-                Some((remote, agent, input)) = inbound.recv() => {
-                    self.input(Instant::now(), remote, agent, input);
+                Some((remote, agent, at, input)) = inbound.recv() => {
+                    let first = (at, Queued::Agent(remote, agent, input));
+                    self.take_queued(Some(first), &mut subscription, &mut inbound, backend_open);
                 }
                 // None once the publisher ended (never before the driver): then disabled.
                 Some(to) = failed.recv() => {
                     self.endpoint.transmit_failed(&to);
                     self.dirty.insert(to);
                 }
-                () = sleep_until(deadline) => self.timeout(Instant::now()),
+                () = sleep_until(deadline) => {
+                    // Rule STAMP_ARRIVAL: what arrived while the node was busy is taken first,
+                    // in arrival order and at its arrival instants; only then do the timers
+                    // fire. A node that falls behind does not fire a deadline that an input
+                    // waiting in its queue had met (a Connected the agent would report, an
+                    // acknowledgement that stops a re-send).
+                    self.take_queued(None, &mut subscription, &mut inbound, backend_open);
+                    let now = self.at(Instant::now());
+                    self.timeout(now);
+                }
             }
         }
-        let now = Instant::now();
+        let now = self.at(Instant::now());
         let remotes: Vec<PublicKey> = self.agents.keys().copied().collect();
         for remote in remotes {
             if let Err(e) = self.endpoint.remove_peer(now, remote) {
@@ -622,6 +642,66 @@ impl<F: AgentFactory> Driver<F> {
         self.transmits();
         self.agents.clear();
         self.publish_status();
+    }
+
+    /// The instant an input that arrived at `at` is taken at: its arrival, or the latest
+    /// instant already taken if that is later (the core and the agents never see time go back).
+    fn at(&mut self, at: Instant) -> Instant {
+        self.clock = self.clock.max(at);
+        self.clock
+    }
+
+    /// Rule STAMP_ARRIVAL: takes `first` and every input waiting in the two queues now (no
+    /// more, so that a flood cannot hold the timers back) and applies them in arrival order,
+    /// each at its own arrival instant, with what the agents report in between. Whichever
+    /// queue woke the node, an input that arrived later is never taken before one that arrived
+    /// earlier (the later one would fire the deadlines in between first).
+    fn take_queued(
+        &mut self,
+        first: Option<(Instant, Queued<<F::Agent as Agent>::Input>)>,
+        subscription: &mut Subscription,
+        inbound: &mut mpsc::Receiver<Inbound<F>>,
+        backend_open: bool,
+    ) {
+        let mut batch: Vec<(Instant, Queued<<F::Agent as Agent>::Input>)> =
+            first.into_iter().collect();
+        for _ in 0..inbound.len() {
+            let Ok((remote, agent, at, input)) = inbound.try_recv() else {
+                break;
+            };
+            batch.push((at, Queued::Agent(remote, agent, input)));
+        }
+        if backend_open {
+            for _ in 0..subscription.len() {
+                let Some((at, event)) = subscription.try_recv_stamped() else {
+                    break;
+                };
+                batch.push((at, Queued::Backend(event)));
+            }
+        }
+        // Stable: each queue is in arrival order already.
+        batch.sort_by_key(|(at, _)| *at);
+        for (at, queued) in batch {
+            match queued {
+                Queued::Agent(remote, agent, input) => self.input(at, remote, agent, input),
+                Queued::Backend(event) => self.backend_event(at, event),
+            }
+            self.drive(self.clock);
+        }
+    }
+
+    fn backend_event(&mut self, at: Instant, event: BackendEvent) {
+        match event {
+            BackendEvent::Envelope(bytes) => {
+                let now = self.at(at);
+                self.envelope(now, &bytes);
+            }
+            BackendEvent::Subscribed => self.ctx.subscribed = true,
+            BackendEvent::Lost => {
+                self.ctx.subscribed = false;
+                self.ctx.backend_losses += 1;
+            }
+        }
     }
 
     /// Carries out the endpoint's outputs and feeds queued agent events until nothing moves.
@@ -741,7 +821,7 @@ impl<F: AgentFactory> Driver<F> {
     }
 
     fn command(&mut self, c: Command) {
-        let now = Instant::now();
+        let now = self.at(Instant::now());
         match &c {
             Command::Send { to: remote, .. }
             | Command::Restart { remote, .. }
@@ -789,14 +869,16 @@ impl<F: AgentFactory> Driver<F> {
         }
     }
 
-    /// An input from an agent's I/O; inputs of an agent closed since are dropped.
+    /// An input from an agent's I/O that arrived at `at`; inputs of an agent closed since are
+    /// dropped.
     fn input(
         &mut self,
-        now: Instant,
+        at: Instant,
         remote: PublicKey,
         id: AgentId,
         input: <F::Agent as Agent>::Input,
     ) {
+        let now = self.at(at);
         let Some(slot) = self.agents.get_mut(&remote) else {
             return;
         };

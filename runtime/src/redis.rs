@@ -9,7 +9,9 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, Mutex};
 use tracing::{debug, info, warn};
 
-use crate::backend::{Backend, BackendError, BackendEvent, Subscription, SUBSCRIPTION_BUFFER};
+use crate::backend::{
+    Backend, BackendError, BackendEvent, Subscription, SubscriptionSender, SUBSCRIPTION_BUFFER,
+};
 use icepact::PublicKey;
 
 /// Prefix of the per-recipient channels.
@@ -177,7 +179,7 @@ impl Backend for RedisBackend {
     }
 
     async fn subscribe(&self, key: PublicKey) -> Result<Subscription, BackendError> {
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (tx, subscription) = Subscription::channel(SUBSCRIPTION_BUFFER);
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
         let channel = channel_name(&key);
@@ -187,7 +189,7 @@ impl Backend for RedisBackend {
         stats.subscribed.fetch_add(1, Ordering::Relaxed);
         let health = self.health;
         tokio::spawn(subscription_task(client, channel, first, tx, stats, health));
-        Ok(Subscription::new(rx))
+        Ok(subscription)
     }
 }
 
@@ -213,7 +215,7 @@ async fn subscription_task(
     client: redis::Client,
     channel: String,
     first: redis::aio::PubSub,
-    tx: mpsc::Sender<BackendEvent>,
+    tx: SubscriptionSender,
     stats: Arc<RedisStats>,
     health: Health,
 ) {

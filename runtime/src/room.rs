@@ -35,7 +35,9 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
-use crate::backend::{Backend, BackendError, BackendEvent, Subscription, SUBSCRIPTION_BUFFER};
+use crate::backend::{
+    Backend, BackendError, BackendEvent, Subscription, SubscriptionSender, SUBSCRIPTION_BUFFER,
+};
 use icepact::{PublicKey, Seed};
 
 /// How long one HTTP request or WebSocket connection attempt may take.
@@ -82,7 +84,7 @@ struct Inner {
     /// is reported.
     calls: StdMutex<HashMap<String, Call>>,
     /// Where received envelopes go, once subscribed.
-    inbound: StdMutex<Option<mpsc::Sender<BackendEvent>>>,
+    inbound: StdMutex<Option<SubscriptionSender>>,
 }
 
 #[derive(Clone)]
@@ -130,7 +132,7 @@ impl RoomBackend {
 }
 
 impl Inner {
-    fn inbound(&self) -> Option<mpsc::Sender<BackendEvent>> {
+    fn inbound(&self) -> Option<SubscriptionSender> {
         self.inbound
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -411,7 +413,7 @@ impl Backend for RoomBackend {
                 "a RoomBackend subscribes to its own key only".into(),
             ));
         }
-        let (tx, rx) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let (tx, subscription) = Subscription::channel(SUBSCRIPTION_BUFFER);
         // The receiver is alive: this first event always fits the empty buffer.
         let _ = tx.try_send(BackendEvent::Subscribed);
         *self
@@ -419,6 +421,6 @@ impl Backend for RoomBackend {
             .inbound
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(tx);
-        Ok(Subscription::new(rx))
+        Ok(subscription)
     }
 }
