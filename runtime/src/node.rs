@@ -139,6 +139,18 @@ pub enum NodeEvent {
         /// Why.
         cause: RestartCause,
     },
+    /// A session failed again before it ever connected, so its next session starts at `at`,
+    /// not at once (rule FAILURE_BACKOFF: the wait grows with `failures` and is jittered).
+    /// Repeated, it means the remote cannot be reached (a network that blocks UDP, a remote
+    /// behind a NAT that needs a TURN server, an ICE agent that fails at once).
+    RestartDeferred {
+        /// The remote peer.
+        remote: PublicKey,
+        /// Failures in a row since the session last connected.
+        failures: u32,
+        /// When the next session starts.
+        at: Instant,
+    },
     /// The signaling backend is not keeping up: the node's publish queue was full and an
     /// envelope was dropped (counted in [`NodeStatus::publish_dropped`]). Sent once per
     /// episode, when the first envelope is dropped after the queue had room.
@@ -783,6 +795,19 @@ impl<F: AgentFactory> Driver<F> {
             Event::Restarted { cause, restarts } => {
                 info!(?cause, restarts, "restarted");
                 self.ctx.emit(NodeEvent::Restarted { remote, cause });
+            }
+            Event::RestartDeferred { failures, at } => {
+                let wait = at.saturating_duration_since(Instant::now());
+                warn!(
+                    failures,
+                    ?wait,
+                    "the session keeps failing; the next one starts later"
+                );
+                self.ctx.emit(NodeEvent::RestartDeferred {
+                    remote,
+                    failures,
+                    at,
+                });
             }
             event => info!(?event, "event"),
         }

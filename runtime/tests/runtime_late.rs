@@ -1,4 +1,6 @@
-//! Rule STAMP_ARRIVAL in the runtime: a node whose task is held up past a deadline takes what
+//! Rules STAMP_ARRIVAL and FAILURE_BACKOFF in the runtime, with scripted agents.
+//!
+//! STAMP_ARRIVAL: a node whose task is held up past a deadline takes what
 //! arrived meanwhile at its arrival instant, before the deadline fires. Here A's agent blocks
 //! A's task for 2 s right after `Connect`; the report that the pair works arrives 100 ms
 //! after `Connect` and waits in A's queue; A's checking deadline is 1 s. Taken at the instant
@@ -14,7 +16,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use icepact::{AgentEvent, Candidate, Credentials};
-use icepact_tokio::{Agent, AgentFactory, AgentInbound, AgentParams, MemoryBackend, Node};
+use icepact_tokio::{
+    Agent, AgentFactory, AgentInbound, AgentParams, MemoryBackend, Node, NodeEvent,
+};
 use runtime_common::*;
 
 /// What a scripted agent's "I/O" sends it.
@@ -26,17 +30,19 @@ enum Input {
     Stall(Duration),
 }
 
-/// Agents that report Connected `up_after` each `Connect`, and optionally hold the node's
-/// task for `stall` at once.
+/// Agents that report Connected `up_after` each `Connect` (or Failed at once if `fail`), and
+/// optionally hold the node's task for `stall` at once.
 struct Scripted {
     up_after: Duration,
     stall: Option<Duration>,
+    fail: bool,
 }
 
 struct ScriptedAgent {
     inbound: AgentInbound<Input>,
     up_after: Duration,
     stall: Option<Duration>,
+    fail: bool,
     connected: bool,
     events: VecDeque<AgentEvent>,
 }
@@ -49,6 +55,7 @@ impl AgentFactory for Scripted {
             inbound: p.inbound,
             up_after: self.up_after,
             stall: self.stall,
+            fail: self.fail,
             connected: false,
             events: VecDeque::new(),
         })
@@ -66,6 +73,11 @@ impl Agent for ScriptedAgent {
     }
     fn add_remote_candidate(&mut self, _: &Candidate) {}
     fn connect(&mut self, _: Instant, _: &Credentials) {
+        if self.fail {
+            // An agent that gives up at once (no usable pair, a broken interface).
+            self.events.push_back(AgentEvent::Failed);
+            return;
+        }
         self.events.push_back(AgentEvent::Checking);
         if let Some(d) = self.stall {
             self.inbound.try_send(Input::Stall(d));
@@ -124,10 +136,12 @@ async fn a_late_node_takes_inputs_at_their_arrival_instants() {
     let slow = Scripted {
         up_after: Duration::from_millis(100),
         stall: Some(Duration::from_millis(2_000)),
+        fail: false,
     };
     let fast = Scripted {
         up_after: Duration::ZERO,
         stall: None,
+        fail: false,
     };
     let mut a = Node::start_with_agents(hub.clone(), sa, &[kb], config_a, slow)
         .await
@@ -146,6 +160,53 @@ async fn a_late_node_takes_inputs_at_their_arrival_instants() {
         status.restarts, 0,
         "A restarted for its own lateness: {status:?}"
     );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Rule FAILURE_BACKOFF in the runtime: an agent that fails as soon as it is told to connect
+/// restarts the session at once the first time, then after growing waits, each announced as
+/// `NodeEvent::RestartDeferred`. Restarting at once every time would loop at the speed of the
+/// in-process backend (the test fails then: no deferral is announced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_always_fails_backs_off() {
+    init_tracing();
+    let hub = MemoryBackend::new();
+    let (sa, sb) = two_secrets();
+    let (ka, kb) = (sa.public_key(), sb.public_key());
+    let broken = Scripted {
+        up_after: Duration::ZERO,
+        stall: None,
+        fail: true,
+    };
+    let fast = Scripted {
+        up_after: Duration::ZERO,
+        stall: None,
+        fail: false,
+    };
+    let mut a = Node::start_with_agents(hub.clone(), sa, &[kb], quick_config(), broken)
+        .await
+        .unwrap();
+    let b = Node::start_with_agents(hub.clone(), sb, &[ka], quick_config(), fast)
+        .await
+        .unwrap();
+    let (mut restarts, mut deferred) = (0u32, Vec::new());
+    let end = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(event)) = tokio::time::timeout_at(end, a.next_event()).await {
+        match event {
+            NodeEvent::Restarted { remote, .. } if remote == kb => restarts += 1,
+            NodeEvent::RestartDeferred {
+                remote, failures, ..
+            } if remote == kb => deferred.push(failures),
+            _ => {}
+        }
+    }
+    assert!(
+        deferred.len() >= 2 && deferred.windows(2).all(|w| w[1] == w[0] + 1),
+        "{deferred:?}"
+    );
+    assert_eq!(deferred[0], 2, "the first failure restarts at once");
+    assert!((3..=12).contains(&restarts), "{restarts} restarts in 4 s");
     a.shutdown().await;
     b.shutdown().await;
 }
