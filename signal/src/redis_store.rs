@@ -10,13 +10,16 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{broadcast, Mutex};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::seats::Seats;
 use crate::store::{unix_millis, RoomMessage, Store, StoreError, ROOM_BUFFER};
 
 /// How long one Redis round trip may take.
 const DEADLINE: Duration = Duration::from_secs(2);
+/// How often a subscription's connection is asked for a PONG by default (a frozen server is
+/// noticed within this plus [`DEADLINE`]).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// Compare-and-set attempts before an update gives up (each conflict means another instance
 /// changed the same call in between).
 const ATTEMPTS: usize = 32;
@@ -44,6 +47,9 @@ pub struct RedisStore {
     conn: Arc<Mutex<Option<MultiplexedConnection>>>,
     prefix: String,
     cas: redis::Script,
+    /// How often each room subscription's connection is asked for a PONG, and how long the
+    /// answer may take.
+    health: (Duration, Duration),
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -59,7 +65,17 @@ impl RedisStore {
             conn: Arc::new(Mutex::new(None)),
             prefix: prefix.to_owned(),
             cas: redis::Script::new(CAS),
+            health: (HEALTH_INTERVAL, DEADLINE),
         })
+    }
+
+    /// Checks each room subscription's connection every `interval` and ends the subscription
+    /// (its members' WebSockets close, and their clients rejoin) when a PONG takes longer than
+    /// `deadline`: a frozen or half-open Redis otherwise leaves members in a call that hears
+    /// nothing. Defaults: 5 s and 2 s.
+    pub fn with_health_check(mut self, interval: Duration, deadline: Duration) -> RedisStore {
+        self.health = (interval.max(Duration::from_millis(1)), deadline);
+        self
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
@@ -191,7 +207,7 @@ impl Store for RedisStore {
     /// channel closes (its WebSocket ends, and the client rejoins with its token).
     async fn subscribe(&self, call: &str) -> Result<broadcast::Receiver<RoomMessage>, StoreError> {
         let channel = self.room(call);
-        let mut pubsub = tokio::time::timeout(DEADLINE, async {
+        let pubsub = tokio::time::timeout(DEADLINE, async {
             let mut p = self.client.get_async_pubsub().await?;
             p.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(p)
@@ -200,8 +216,17 @@ impl Store for RedisStore {
         .map_err(|_| StoreError("redis subscribe timed out".into()))?
         .map_err(unavailable)?;
         let (tx, rx) = broadcast::channel(ROOM_BUFFER);
+        let (interval, deadline) = self.health;
         tokio::spawn(async move {
-            let mut messages = pubsub.on_message();
+            let (mut sink, mut messages) = pubsub.split();
+            // No silent wedge: a frozen or half-open Redis delivers nothing and reports nothing,
+            // so the connection is asked for a PONG every `interval`; no answer within
+            // `deadline` ends the subscription like a lost connection does (the member's
+            // WebSocket closes, and its client reconnects and rejoins with its token).
+            let mut check = tokio::time::interval(interval);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The first tick is immediate: the connection was just made.
+            check.tick().await;
             loop {
                 tokio::select! {
                     m = messages.next() => {
@@ -211,6 +236,14 @@ impl Store for RedisStore {
                             continue;
                         };
                         if tx.send(message).is_err() {
+                            return;
+                        }
+                    }
+                    _ = check.tick() => {
+                        // In subscribed mode the answer is ["pong", ""]: any answer will do.
+                        let pong = tokio::time::timeout(deadline, sink.ping::<redis::Value>()).await;
+                        if !matches!(pong, Ok(Ok(_))) {
+                            warn!(%channel, "redis did not answer a health check; subscription ended");
                             return;
                         }
                     }
