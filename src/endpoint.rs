@@ -10,7 +10,7 @@ use crate::agent::{AgentCommand, AgentEvent, AgentId};
 use crate::config::Config;
 use crate::description::{Description, SessionRef};
 use crate::error::{Disposition, Error, IgnoreReason};
-use crate::guard::{nonce_of, InboundLimits, PeerStats, RateLimiter, ReplayCache};
+use crate::guard::{nonce_of, InboundLimits, PeerStats, ReplayCache, TokenBucket};
 use crate::keys::PublicKey;
 use crate::peer::{late_input, Event, Output, Peer, PeerSetup};
 use crate::rng::Seed;
@@ -140,7 +140,7 @@ struct Session {
     peer: Peer,
     channel: Channel,
     stats: PeerStats,
-    limiter: RateLimiter,
+    limiter: TokenBucket,
     replay: ReplayCache,
     /// Rule ADMISSION: the remote's descriptions are applied (always, without a limit).
     admitted: bool,
@@ -280,7 +280,7 @@ impl Endpoint {
                 peer,
                 channel,
                 stats: PeerStats::default(),
-                limiter: RateLimiter::new(&self.config.limits, now),
+                limiter: TokenBucket::for_limits(&self.config.limits, now),
                 replay: ReplayCache::new(self.config.limits.replay_window),
                 admitted: self.config.max_establishing == 0,
                 connected_once: false,

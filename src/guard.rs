@@ -77,28 +77,36 @@ pub struct PeerStats {
     pub quieted: u64,
 }
 
-/// A token bucket.
+/// A token bucket: up to `burst` events at once, refilled at `per_second`. The endpoint limits
+/// each peer's envelopes with one ([`InboundLimits`]); the room service limits requests per
+/// client address and per session with the same type.
 #[derive(Clone, Debug)]
-pub(crate) struct RateLimiter {
+pub struct TokenBucket {
     tokens: f64,
     burst: f64,
     per_second: f64,
     last: Instant,
 }
 
-impl RateLimiter {
-    pub(crate) fn new(limits: &InboundLimits, now: Instant) -> RateLimiter {
-        let burst = f64::from(limits.burst.max(1));
-        RateLimiter {
+impl TokenBucket {
+    /// A full bucket of `burst` tokens (at least one) at `now`, refilled at `per_second`.
+    pub fn new(per_second: u32, burst: u32, now: Instant) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
             tokens: burst,
             burst,
-            per_second: f64::from(limits.per_second),
+            per_second: f64::from(per_second),
             last: now,
         }
     }
 
-    /// Takes a token if there is one.
-    pub(crate) fn allow(&mut self, now: Instant) -> bool {
+    /// The bucket of an endpoint's per-peer limit.
+    pub(crate) fn for_limits(limits: &InboundLimits, now: Instant) -> TokenBucket {
+        TokenBucket::new(limits.per_second, limits.burst, now)
+    }
+
+    /// Takes a token if there is one. A `now` before the last one given refills nothing.
+    pub fn allow(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last);
         self.last = self.last.max(now);
         self.tokens = (self.tokens + elapsed.as_secs_f64() * self.per_second).min(self.burst);
@@ -108,6 +116,11 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+
+    /// The last instant the bucket was given.
+    pub fn last(&self) -> Instant {
+        self.last
     }
 }
 
@@ -164,7 +177,7 @@ mod tests {
             per_second: 10,
             ..InboundLimits::default()
         };
-        let mut r = RateLimiter::new(&limits, now);
+        let mut r = TokenBucket::for_limits(&limits, now);
         assert!(r.allow(now) && r.allow(now));
         assert!(!r.allow(now));
         assert!(r.allow(now + Duration::from_millis(100)));

@@ -95,7 +95,7 @@ pub use endpoint::{
     DEFAULT_MAX_ESTABLISHING,
 };
 pub use error::{DescriptionError, Disposition, Error, IgnoreReason, TransitionError};
-pub use guard::{InboundLimits, PeerStats};
+pub use guard::{InboundLimits, PeerStats, TokenBucket};
 pub use keys::{KeyParseError, PublicKey, Role};
 pub use peer::{Event, Output, Peer, PeerSetup, RestartCause};
 /// The `rand_core` version of [`Seed::from_rng`], [`wire::Nonce::random`] and

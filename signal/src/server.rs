@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use icepact::TokenBucket;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
@@ -102,23 +103,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A token bucket: `rate` per second, a burst of `2 × rate`.
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-/// Token buckets by key, forgetting keys idle for a minute once there are many.
+/// Token buckets by key (`rate` per second, a burst of `2 × rate`: the core's `TokenBucket`),
+/// forgetting keys idle for a minute once there are many.
 struct Limiter<K> {
-    rate: f64,
-    buckets: HashMap<K, Bucket>,
+    rate: u32,
+    buckets: HashMap<K, TokenBucket>,
 }
 
 impl<K: std::hash::Hash + Eq> Limiter<K> {
     fn new(rate: u32) -> Limiter<K> {
         Limiter {
-            rate: f64::from(rate),
+            rate,
             buckets: HashMap::new(),
         }
     }
@@ -127,22 +122,17 @@ impl<K: std::hash::Hash + Eq> Limiter<K> {
         const MANY: usize = 100_000;
         if self.buckets.len() > MANY {
             self.buckets
-                .retain(|_, b| now.saturating_duration_since(b.last) < Duration::from_secs(60));
+                .retain(|_, b| now.saturating_duration_since(b.last()) < Duration::from_secs(60));
         }
-        let burst = 2.0 * self.rate;
-        let b = self.buckets.entry(key).or_insert(Bucket {
-            tokens: burst,
-            last: now,
-        });
-        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.last = b.last.max(now);
-        b.tokens = (b.tokens + elapsed * self.rate).min(burst);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
+        let rate = self.rate;
+        if rate == 0 {
+            // A rate of zero admits nothing (a bucket holds at least one token).
+            return false;
         }
+        self.buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::new(rate, rate.saturating_mul(2), now))
+            .allow(now)
     }
 }
 
