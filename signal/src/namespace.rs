@@ -13,6 +13,7 @@
 //!   characters of `A–Z a–z 0–9 _ -`): seed 004's service identifies no one, members name
 //!   themselves, and the demo page chooses roles by comparing these ids.
 
+use base64ct::{Base64, Encoding};
 use serde::Deserialize;
 
 /// The prefix of node calls.
@@ -55,17 +56,10 @@ impl Namespace {
     }
 }
 
-/// Standard base64 with padding, not empty.
+/// Canonical standard base64 with padding, not empty (what `RoomBackend` writes; a decoder
+/// that also took non-canonical padding bits would let two bodies mean one envelope).
 fn is_base64(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.is_empty() || !b.len().is_multiple_of(4) {
-        return false;
-    }
-    let pad = b.iter().rev().take_while(|&&c| c == b'=').count();
-    pad <= 2
-        && b[..b.len() - pad]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/'))
+    !s.is_empty() && Base64::decode_vec(s).is_ok()
 }
 
 #[derive(Deserialize)]
@@ -125,6 +119,9 @@ mod tests {
         assert_eq!(ns.check("OFFER", Some("AAEC")), Ok(()));
         assert_eq!(ns.check("OFFER", Some("AAE=")), Ok(()));
         assert!(ns.check("OFFER", Some("AA")).is_err());
+        // Non-canonical: the padding bits of the last character are not zero.
+        assert!(ns.check("OFFER", Some("AAF=")).is_err());
+        assert!(ns.check("OFFER", Some("")).is_err());
         assert!(ns.check("OFFER", Some("{\"from\":\"a\"}")).is_err());
         assert!(ns.check("OFFER", None).is_err());
         assert!(ns.check("CANDIDATE", Some("AAEC")).is_err());
