@@ -305,12 +305,43 @@ impl Incoming {
     }
 }
 
-/// Close codes of `icepact-signal` the client acts on.
+/// WebSocket close codes of the room service (seed 004; application range 4000–4999), one
+/// list for the service and its clients.
 pub mod close_code {
+    /// The handshake was not valid JSON of kind `JOIN` with a call and a session.
+    pub const MALFORMED_HANDSHAKE: u16 = 4000;
     /// The session holds no live seat (never joined, expired, not renewed): ROOM_REJOIN.
     pub const SESSION_EXPIRED: u16 = 4001;
-    /// The instance is shutting down: reconnect at once (the lease lives on).
+    /// No handshake within the handshake timeout.
+    pub const HANDSHAKE_TIMEOUT: u16 = 4008;
+    /// The service's store could not be reached.
+    pub const UNAVAILABLE: u16 = 4503;
+    /// The instance is shutting down (RFC 6455 "going away"): reconnect at once, to another
+    /// instance if there is one; the seat's lease lives on.
     pub const GOING_AWAY: u16 = 1001;
+}
+
+/// The room service's message format (seed 004): `{kind, call, session, body}`, as JSON with
+/// the feature `serde`. One definition for the service and its clients.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Message {
+    /// What the message is (`JOIN`, `WELCOME`, `OFFER`, `ANSWER`, `CANDIDATE`, `AVAILABLE`).
+    pub kind: String,
+    /// The call.
+    pub call: String,
+    /// The session token (in `JOIN` and in what a client sends; never in what it receives).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub session: Option<String>,
+    /// The body, opaque to the service.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub body: Option<String>,
 }
 
 /// Timing of a [`RoomClient`].

@@ -27,9 +27,9 @@ use std::time::Duration;
 use base64ct::{Base64, Encoding};
 use futures_util::{SinkExt, StreamExt};
 use icepact::room::{
-    ClientEvent, ClientOutput, Incoming, JoinResult, RoomClient, RoomConfig, RoomError,
+    ClientEvent, ClientOutput, Incoming, JoinResult, Message as RoomMessage, RoomClient,
+    RoomConfig, RoomError,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -47,17 +47,6 @@ const SEAT_WAIT: Duration = Duration::from_secs(5);
 /// How often a node tries a full pair call again: its own old seat (a previous process of the
 /// node) frees when its lease runs out.
 pub const FULL_RETRY: Duration = Duration::from_secs(5);
-
-/// The room service's message format.
-#[derive(Debug, Serialize, Deserialize)]
-struct RoomMessage {
-    kind: String,
-    call: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    session: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
-}
 
 /// The call of the pair `a`, `b` (the same from both sides).
 pub fn pair_call(a: &PublicKey, b: &PublicKey) -> String {

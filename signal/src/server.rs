@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use icepact::TokenBucket;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, info, warn};
@@ -27,35 +27,12 @@ use crate::namespace::Namespace;
 use crate::seats::{Millis, SeatError, Token};
 use crate::store::{unix_millis, RoomMessage, Store, StoreError};
 
-/// The message format of seed 004: `{kind, call, session, body}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Envelope {
-    /// What the message is (`JOIN`, `WELCOME`, `OFFER`, `ANSWER`, `CANDIDATE`, `AVAILABLE`).
-    pub kind: String,
-    /// The call.
-    pub call: String,
-    /// The session token (in `JOIN` and in what a client sends; never in what it receives).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-    /// The body, opaque to the service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-}
+/// The message format of seed 004: `{kind, call, session, body}` (defined once, in the core's
+/// `icepact::room`, for the service and its clients).
+pub use icepact::room::Message as Envelope;
 
-/// WebSocket close codes of the handshake and presence (application range 4000–4999).
-pub mod close {
-    /// The handshake was not valid JSON of kind `JOIN` with a call and a session.
-    pub const MALFORMED_HANDSHAKE: u16 = 4000;
-    /// The session holds no live seat in the call (never joined, expired, or not renewed).
-    pub const SESSION_EXPIRED: u16 = 4001;
-    /// No handshake within the handshake timeout.
-    pub const HANDSHAKE_TIMEOUT: u16 = 4008;
-    /// The store could not be reached.
-    pub const UNAVAILABLE: u16 = 4503;
-    /// The instance is shutting down (RFC 6455 "going away"): reconnect, to another instance
-    /// if there is one; the seat's lease lives on.
-    pub const GOING_AWAY: u16 = 1001;
-}
+/// WebSocket close codes of the handshake and presence (the core's `icepact::room::close_code`).
+pub use icepact::room::close_code as close;
 
 /// Every way a request fails, and its status code.
 #[derive(Debug, thiserror::Error)]
