@@ -1,6 +1,7 @@
 //! [`Endpoint`]: every session of one local key, behind the inbound checks, in sans-IO style.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha20Rng;
@@ -65,7 +66,7 @@ pub struct Transmit {
 }
 
 /// Work the embedding must carry out, polled from [`Endpoint::poll_output`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EndpointOutput {
     /// Pass this command to the ICE agent of the session with `remote`.
@@ -135,7 +136,7 @@ pub enum EndpointError {
 }
 
 /// One session and its inbound guard.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Session {
     peer: Peer,
     channel: Channel,
@@ -148,7 +149,7 @@ struct Session {
     connected_once: bool,
     /// Descriptions received while waiting for admission, oldest first.
     held: VecDeque<Description>,
-    /// The session and version of the last description sealed (rule ADMISSION_QUIET).
+    /// The session and version of the last description sent (rule ADMISSION_QUIET).
     last_sent: Option<SessionRef>,
     /// The session's next timer as last seen (its entry in `Endpoint::timers`).
     timer: Option<Instant>,
@@ -187,7 +188,8 @@ struct Session {
 /// before polling envelopes sends one description where it would send three.
 ///
 /// The endpoint reads no clock and no global RNG: envelope nonces and the sessions' seeds come
-/// from the [`Seed`] given to [`Endpoint::new`].
+/// from the [`Seed`] given to [`Endpoint::new`]. It is deliberately not `Clone`: two copies
+/// would seal with the same nonces under the same keys.
 #[derive(Debug)]
 pub struct Endpoint {
     secret: SecretKey,
@@ -195,14 +197,18 @@ pub struct Endpoint {
     config: EndpointConfig,
     sessions: BTreeMap<PublicKey, Session>,
     unrouted: PeerStats,
-    /// Envelope nonces and the seeds of new sessions.
+    /// The seeds of new sessions.
     rng: ChaCha20Rng,
+    /// Envelope nonces (a stream of their own: how many envelopes were sealed changes nothing
+    /// else, so the model checker can leave it out of what it compares).
+    nonces: ChaCha20Rng,
     /// The epoch floor of the next session: above every epoch a removed session used, so that a
     /// remote removed and added again starts above its old epochs (rule EPOCH_ORDER).
     next_floor: u64,
     queue: VecDeque<EndpointOutput>,
-    /// The newest sealed envelope for each remote, not yet polled (rule SUPERSEDED_SEND).
-    transmits: BTreeMap<PublicKey, Vec<u8>>,
+    /// The newest description for each remote, not yet polled (rule SUPERSEDED_SEND); sealed
+    /// when polled, so a superseded one costs no encryption.
+    transmits: BTreeMap<PublicKey, Pending>,
     /// The latest `now` a session took: a late input is taken at it by every session (rule
     /// LATE_INPUT across the endpoint), so that no session arms a timer before a `now` the
     /// endpoint was given, even one whose own clock is behind (it had nothing due).
@@ -224,13 +230,17 @@ impl Endpoint {
     /// [`Peer::new`]: above every epoch this key used before (the Unix time in microseconds at
     /// start-up is the usual choice). `seed` must be secret and fresh (see [`Seed`]).
     pub fn new(config: EndpointConfig, secret: SecretKey, epoch_floor: u64, seed: Seed) -> Self {
+        let rng = ChaCha20Rng::from_seed(seed.to_bytes());
+        let mut nonces = rng.clone();
+        nonces.set_stream(1);
         Endpoint {
             local: secret.public_key(),
             secret,
             config,
             sessions: BTreeMap::new(),
             unrouted: PeerStats::default(),
-            rng: ChaCha20Rng::from_seed(seed.to_bytes()),
+            rng,
+            nonces,
             next_floor: epoch_floor,
             queue: VecDeque::new(),
             transmits: BTreeMap::new(),
@@ -238,6 +248,29 @@ impl Endpoint {
             timers: BTreeSet::new(),
             slots: BTreeMap::new(),
             waiting: VecDeque::new(),
+        }
+    }
+
+    /// A copy for the model checker, which keeps every state it explores and seals nothing
+    /// (see [`handle_description`](Endpoint::handle_description)). Not for embeddings: two
+    /// copies that both seal would use the same nonces under the same keys.
+    #[doc(hidden)]
+    pub fn clone_for_model(&self) -> Endpoint {
+        Endpoint {
+            secret: self.secret.clone(),
+            local: self.local,
+            config: self.config,
+            sessions: self.sessions.clone(),
+            unrouted: self.unrouted,
+            rng: self.rng.clone(),
+            nonces: self.nonces.clone(),
+            next_floor: self.next_floor,
+            queue: self.queue.clone(),
+            transmits: self.transmits.clone(),
+            latest: self.latest,
+            timers: self.timers.clone(),
+            slots: self.slots.clone(),
+            waiting: self.waiting.clone(),
         }
     }
 
@@ -306,9 +339,15 @@ impl Endpoint {
         session.peer.close(now)?;
         self.tick(now);
         self.drain(remote);
-        if let Some(s) = self.sessions.remove(&remote) {
+        if let Some(mut s) = self.sessions.remove(&remote) {
             if let Some(t) = s.timer {
                 self.timers.remove(&(t, remote));
+            }
+            // What it wanted to send still goes out, sealed while the channel exists.
+            if let Some(Pending::Open(d)) = self.transmits.remove(&remote) {
+                if let Some(envelope) = s.seal(&d, &mut self.nonces) {
+                    self.transmits.insert(remote, Pending::Sealed(d, envelope));
+                }
             }
         }
         self.slots.remove(&remote);
@@ -351,28 +390,67 @@ impl Endpoint {
             self.unrouted.misrouted += 1;
             return Err(Refusal::NotForUs);
         }
+        let (now, session) = self.route(now, header.sender)?;
+        let result = session
+            .open(now, envelope)
+            .and_then(|d| session.take(now, &d));
+        self.settle(now, header.sender, result)
+    }
+
+    /// Applies a description from `from` as if it had arrived in an envelope that passed every
+    /// check: the same session logic as [`handle_envelope`](Endpoint::handle_envelope) without
+    /// the box, for the model checker (`icepact-models`), which explores the sessions' rules
+    /// and leaves the cryptography to the tests and the fuzzers. Not for embeddings: the
+    /// inbound checks are what make an untrusted backend safe.
+    #[doc(hidden)]
+    pub fn handle_description(
+        &mut self,
+        now: Instant,
+        from: PublicKey,
+        description: &Description,
+    ) -> Result<Disposition, Refusal> {
+        let (now, session) = self.route(now, from)?;
+        let result = session.take(now, description);
+        self.settle(now, from, result)
+    }
+
+    /// The session an input from `sender` goes to, and the instant it is taken at.
+    fn route(
+        &mut self,
+        now: Instant,
+        sender: PublicKey,
+    ) -> Result<(Instant, &mut Session), Refusal> {
         let clock = self.clock(now);
-        let Some(session) = self.sessions.get_mut(&header.sender) else {
+        let Some(session) = self.sessions.get_mut(&sender) else {
             self.unrouted.misrouted += 1;
-            return Err(Refusal::UnknownSender(header.sender));
+            return Err(Refusal::UnknownSender(sender));
         };
-        let now = match clock {
-            Ok(t) => t,
+        match clock {
+            Ok(t) => Ok((t, session)),
             Err(e) => {
                 session.stats.rejected += 1;
-                return Err(Refusal::Rejected(e));
+                Err(Refusal::Rejected(e))
             }
-        };
-        let result = session.inbound(now, envelope);
+        }
+    }
+
+    /// After a description from `sender` was taken or refused: the endpoint's clock, the
+    /// waiting line, the session's outputs and admission.
+    fn settle(
+        &mut self,
+        now: Instant,
+        sender: PublicKey,
+        result: Result<Disposition, Refusal>,
+    ) -> Result<Disposition, Refusal> {
         if result.is_ok() {
             self.tick(now);
         }
         if result == Ok(Disposition::Ignored(IgnoreReason::Waiting))
-            && !self.waiting.contains(&header.sender)
+            && !self.waiting.contains(&sender)
         {
-            self.waiting.push_back(header.sender);
+            self.waiting.push_back(sender);
         }
-        self.drain(header.sender);
+        self.drain(sender);
         self.admit(now);
         result
     }
@@ -429,8 +507,58 @@ impl Endpoint {
     /// The next sealed envelope to publish (in order of remote key), or `None` when drained:
     /// the newest description for each remote that has one waiting.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let (to, envelope) = self.transmits.pop_first()?;
-        Some(Transmit { to, envelope })
+        while let Some((to, pending)) = self.transmits.pop_first() {
+            let description = match pending {
+                Pending::Sealed(_, envelope) => return Some(Transmit { to, envelope }),
+                Pending::Open(d) => d,
+            };
+            let Some(session) = self.sessions.get_mut(&to) else {
+                continue;
+            };
+            if let Some(envelope) = session.seal(&description, &mut self.nonces) {
+                return Some(Transmit { to, envelope });
+            }
+        }
+        None
+    }
+
+    /// The next description to send, unsealed: what [`poll_transmit`](Endpoint::poll_transmit)
+    /// would seal next, for the model checker (see
+    /// [`handle_description`](Endpoint::handle_description)).
+    #[doc(hidden)]
+    pub fn poll_description(&mut self) -> Option<(PublicKey, Description)> {
+        let (to, pending) = self.transmits.pop_first()?;
+        match pending {
+            Pending::Open(d) | Pending::Sealed(d, _) => Some((to, d)),
+        }
+    }
+
+    /// Feeds what decides the endpoint's future behaviour into `state`, for the model checker:
+    /// the sessions, their admission and their timers, what waits to be sent, the clock and the
+    /// generator of new sessions' seeds. Left out: counters, rate limits, the nonce replay
+    /// cache and the nonces (they act only on sealed envelopes, which the model checker does
+    /// not send; see [`handle_description`](Endpoint::handle_description)).
+    #[doc(hidden)]
+    pub fn hash_protocol_state<H: Hasher>(&self, state: &mut H) {
+        self.local.hash(state);
+        self.sessions.len().hash(state);
+        for (k, s) in &self.sessions {
+            k.hash(state);
+            s.peer.hash(state);
+            (s.admitted, s.connected_once, &s.held, s.last_sent, s.timer).hash(state);
+        }
+        self.next_floor.hash(state);
+        self.queue.hash(state);
+        self.transmits.len().hash(state);
+        for (k, p) in &self.transmits {
+            k.hash(state);
+            match p {
+                Pending::Open(d) | Pending::Sealed(d, _) => d.hash(state),
+            }
+        }
+        (self.latest, &self.timers, &self.slots, &self.waiting).hash(state);
+        self.rng.get_seed().hash(state);
+        self.rng.get_word_pos().hash(state);
     }
 
     /// When [`handle_timeout`](Endpoint::handle_timeout) should be called next: the earliest
@@ -515,11 +643,11 @@ impl Endpoint {
     /// Order: first the sessions whose remote is already admitted (its description carries
     /// candidates, gathered after its own admission: answering completes a pair the remote
     /// pays for already), then those this side controls (the smaller key), then the rest, each
-    /// in arrival order. The order makes waits follow increasing keys in a cold start; a wait
-    /// that closes a cycle anyway (faults: a crashed remote whose first descriptions must be
-    /// answered before it can go on, rule EPOCH_CATCH_UP) ends when a slot is given back after
-    /// [`ADMISSION_TIMEOUT`]: an admitted session applies every description from then on, so
-    /// the cycle cannot form again.
+    /// in arrival order. Waits can still close a cycle, and then last until a slot is given
+    /// back after [`ADMISSION_TIMEOUT`]: three nodes with one slot each can hold the sessions
+    /// A–C, B–A and C–B, each waiting for the next (found by the model checker's endpoint
+    /// mesh, docs/MODEL-CHECKING.md). An admitted session applies every description from then
+    /// on, so the same cycle cannot form again.
     fn admit(&mut self, now: Instant) {
         let max = self.config.max_establishing;
         if max == 0 {
@@ -586,26 +714,15 @@ impl Endpoint {
                         continue;
                     }
                     session.last_sent = Some(d.session);
-                    match session.channel.seal(&d, Nonce::random(&mut self.rng)) {
-                        Ok(envelope) => {
-                            // Rule SUPERSEDED_SEND: descriptions are cumulative (each carries
-                            // the session, the credentials, every candidate gathered so far and
-                            // the newest acknowledgement), so one not yet handed to the backend
-                            // tells the remote nothing the newer one does not. The model
-                            // checker's links make the same replacement in flight (a send to a
-                            // full link loses the older description).
-                            if self.transmits.insert(remote, envelope).is_some() {
-                                session.stats.superseded += 1;
-                            } else {
-                                session.stats.sent += 1;
-                            }
-                        }
-                        Err(_) => {
-                            // A description the wire cannot carry (more candidates than its
-                            // limits): counted; the session re-sends, and the remote's
-                            // acknowledgements stay where they are.
-                            session.stats.send_failed += 1;
-                        }
+                    // Rule SUPERSEDED_SEND: descriptions are cumulative (each carries the
+                    // session, the credentials, every candidate gathered so far and the newest
+                    // acknowledgement), so one not yet handed to the backend tells the remote
+                    // nothing the newer one does not. The model checker's links make the same
+                    // replacement in flight (a send to a full link loses the older description).
+                    if self.transmits.insert(remote, Pending::Open(d)).is_some() {
+                        session.stats.superseded += 1;
+                    } else {
+                        session.stats.sent += 1;
                     }
                     continue;
                 }
@@ -618,8 +735,8 @@ impl Endpoint {
 }
 
 impl Session {
-    /// The checks before opening, then the session.
-    fn inbound(&mut self, now: Instant, envelope: &[u8]) -> Result<Disposition, Refusal> {
+    /// The checks before opening, then the box.
+    fn open(&mut self, now: Instant, envelope: &[u8]) -> Result<Description, Refusal> {
         if envelope.len() > self.channel.limits().max_envelope_len {
             self.stats.oversized += 1;
             return Err(Refusal::Oversized);
@@ -659,16 +776,36 @@ impl Session {
         };
         // Only an authenticated envelope's nonce is remembered: a forger cannot fill the cache.
         self.replay.insert(nonce);
+        Ok(description)
+    }
+
+    /// An opened description: held while the session waits for admission, applied otherwise.
+    fn take(&mut self, now: Instant, description: &Description) -> Result<Disposition, Refusal> {
         if !self.admitted {
             // Rule ADMISSION: held until the session gets a slot.
             if self.held.len() == HELD {
                 self.held.pop_front();
             }
-            self.held.push_back(description);
+            self.held.push_back(description.clone());
             self.stats.held += 1;
             return Ok(Disposition::Ignored(IgnoreReason::Waiting));
         }
-        self.apply(now, &description).map_err(Refusal::Rejected)
+        self.apply(now, description).map_err(Refusal::Rejected)
+    }
+
+    /// Seals a description for the remote, or counts why it could not be sent.
+    fn seal(&mut self, description: &Description, nonces: &mut ChaCha20Rng) -> Option<Vec<u8>> {
+        match self.channel.seal(description, Nonce::random(nonces)) {
+            Ok(envelope) => Some(envelope),
+            Err(_) => {
+                // A description the wire cannot carry (more candidates than its limits):
+                // counted; the session re-sends, and the remote's acknowledgements stay where
+                // they are.
+                self.stats.sent = self.stats.sent.saturating_sub(1);
+                self.stats.send_failed += 1;
+                None
+            }
+        }
     }
 
     /// Hands an opened description to the session and counts what became of it.
@@ -682,4 +819,13 @@ impl Session {
         }
         result
     }
+}
+
+/// A description waiting for [`Endpoint::poll_transmit`].
+#[derive(Clone, Debug)]
+enum Pending {
+    /// Sealed when polled.
+    Open(Description),
+    /// Sealed already: its session was removed, and its channel with it.
+    Sealed(Description, Vec<u8>),
 }

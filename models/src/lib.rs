@@ -17,6 +17,7 @@
 
 pub mod bfs;
 pub mod dfs;
+pub mod endpoint_mesh;
 pub mod model;
 pub mod properties;
 pub mod room_client;

@@ -36,7 +36,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use icepact::invariants;
-use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
+use icepact::reference_agent::{AgentKind, ContractBreach, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, AgentEvent, AgentRestart, Candidate, Config, ConnectionState, Credentials,
     Description, Disposition, Error, Event, IgnoreReason, Output, Peer, PeerSetup, PublicKey,
@@ -161,19 +161,76 @@ pub struct Msg {
 
 impl Msg {
     fn cmp_key(&self, other: &Msg) -> Ordering {
-        let (a, b) = (&self.d, &other.d);
-        (self.to, a.session, a.ack, a.need_reply, a.end_of_candidates)
-            .cmp(&(
-                other.to,
-                b.session,
-                b.ack,
-                b.need_reply,
-                b.end_of_candidates,
-            ))
-            .then_with(|| a.credentials.cmp(&b.credentials))
-            .then_with(|| a.candidates.cmp(&b.candidates))
-            .then_with(|| a.seen.cmp(&b.seen))
+        self.to
+            .cmp(&other.to)
+            .then_with(|| cmp_descriptions(&self.d, &other.d))
     }
+}
+
+/// A total order of descriptions (the network is kept sorted by it: a multiset, so that the
+/// order in which messages were sent does not split states).
+pub(crate) fn cmp_descriptions(a: &Description, b: &Description) -> Ordering {
+    (a.session, a.ack, a.need_reply, a.end_of_candidates)
+        .cmp(&(b.session, b.ack, b.need_reply, b.end_of_candidates))
+        .then_with(|| a.credentials.cmp(&b.credentials))
+        .then_with(|| a.candidates.cmp(&b.candidates))
+        .then_with(|| a.seen.cmp(&b.seen))
+}
+
+/// True if two agents can find their pair now: each was told to connect with the other's
+/// current credentials, neither gave up, at least one still checks (or lost its pair), and
+/// both reported everything queued before (their Checking in particular).
+pub(crate) fn agents_can_meet(a: &ReferenceAgent, b: &ReferenceAgent) -> bool {
+    let phase = |x: &ReferenceAgent| x.live().map(|l| l.phase);
+    let alive = |x: &ReferenceAgent| !matches!(phase(x), None | Some(Phase::Failed));
+    let waiting =
+        |x: &ReferenceAgent| matches!(phase(x), Some(Phase::Checking | Phase::Disconnected));
+    let idle = !a.has_events() && !b.has_events();
+    idle && a.told_to_meet(b) && alive(a) && alive(b) && (waiting(a) || waiting(b))
+}
+
+/// The reference agent carries out `cmd`, with the credentials an agent is created or restarted
+/// with recorded in the registry `creds` (which names the session a remote's credentials
+/// belong to when the agent is told to connect).
+pub(crate) fn registered_command(
+    creds: &mut Shared<Vec<(Credentials, u64)>>,
+    agent: &mut ReferenceAgent,
+    cmd: AgentCommand,
+) -> Result<(), ContractBreach> {
+    if let AgentCommand::Create {
+        agent: id,
+        credentials,
+        ..
+    }
+    | AgentCommand::Restart {
+        new: id,
+        credentials,
+        ..
+    } = &cmd
+    {
+        // Kept sorted: the registry is a set (looked up by credentials), and the order in which
+        // sessions of different peer ends were created must not split states.
+        let entry = (credentials.clone(), id.0);
+        if let Err(at) = creds.binary_search(&entry) {
+            creds.insert(at, entry);
+        }
+    }
+    let creds = &**creds;
+    agent.handle_command(cmd, |remote| {
+        creds
+            .iter()
+            .find(|(c, _)| c == remote)
+            .map(|(_, epoch)| *epoch)
+    })
+}
+
+/// True if the agent has a working pair (a peer that believes Connected over an agent that
+/// failed is not converged).
+pub(crate) fn agent_works(a: &ReferenceAgent) -> bool {
+    matches!(
+        a.live().map(|l| l.phase),
+        Some(Phase::Connected | Phase::Completed)
+    )
 }
 
 /// One peer end: a node's [`Peer`] for one remote node and its agent (the reference agent of
@@ -613,12 +670,7 @@ impl IceModel {
     /// agents that really have a working pair (a peer that believes Connected over an agent
     /// that failed is not converged).
     pub fn converged(&self, s: &State) -> bool {
-        let working = |e: &End| {
-            matches!(
-                e.agent.live().map(|l| l.phase),
-                Some(Phase::Connected | Phase::Completed)
-            )
-        };
+        let working = |e: &End| agent_works(&e.agent);
         (0..self.pairs.len()).all(|p| {
             let (a, b) = (&s.ends[2 * p], &s.ends[2 * p + 1]);
             invariants::converged(&a.peer, &b.peer) && working(a) && working(b)
@@ -626,14 +678,7 @@ impl IceModel {
     }
 
     fn meet_enabled(&self, s: &State, p: usize) -> bool {
-        let (a, b) = (&s.ends[2 * p].agent, &s.ends[2 * p + 1].agent);
-        let phase = |x: &ReferenceAgent| x.live().map(|l| l.phase);
-        let alive = |x: &ReferenceAgent| !matches!(phase(x), None | Some(Phase::Failed));
-        let waiting =
-            |x: &ReferenceAgent| matches!(phase(x), Some(Phase::Checking | Phase::Disconnected));
-        // Each agent reported everything before (its Checking in particular).
-        let idle = !a.has_events() && !b.has_events();
-        idle && a.told_to_meet(b) && alive(a) && alive(b) && (waiting(a) || waiting(b))
+        agents_can_meet(&s.ends[2 * p].agent, &s.ends[2 * p + 1].agent)
     }
 
     /// The earliest armed timer of all peers, if any.
@@ -987,29 +1032,7 @@ impl IceModel {
         if matches!(cmd, AgentCommand::Restart { .. }) {
             s.flags |= Flag::SeenInPlace.bit();
         }
-        if let AgentCommand::Create {
-            agent, credentials, ..
-        }
-        | AgentCommand::Restart {
-            new: agent,
-            credentials,
-            ..
-        } = &cmd
-        {
-            // Kept sorted: the registry is a set (looked up by credentials), and the order in
-            // which sessions of different peer ends were created must not split states.
-            let entry = (credentials.clone(), agent.0);
-            if let Err(at) = s.creds.binary_search(&entry) {
-                s.creds.insert(at, entry);
-            }
-        }
-        let creds = &s.creds;
-        let result = s.ends[e].agent.handle_command(cmd, |remote| {
-            creds
-                .iter()
-                .find(|(c, _)| c == remote)
-                .map(|(_, epoch)| *epoch)
-        });
+        let result = registered_command(&mut s.creds, &mut s.ends[e].agent, cmd);
         if let Err(breach) = result {
             Self::violate(
                 s,

@@ -50,6 +50,16 @@ pub enum Flag {
     SeenInPlace,
     /// A restart after repeated failures waited (rule FAILURE_BACKOFF, sanity).
     SeenDeferred,
+    /// More sessions of an endpoint establishing than its admission bound (endpoint mesh).
+    AdmissionBound,
+    /// A session held a description while it waited for admission (endpoint mesh, sanity).
+    SeenHeld,
+    /// A peer was added again after its removal (endpoint mesh, sanity).
+    SeenReAdded,
+    /// A node crashed (endpoint mesh, sanity).
+    SeenCrash,
+    /// A session restarted because its agent failed (endpoint mesh, sanity).
+    SeenRestartAfterFailure,
 }
 
 impl Flag {
@@ -78,6 +88,11 @@ impl Flag {
             Flag::SeenNoCandidates => "empty gathering",
             Flag::SeenInPlace => "restarted in place",
             Flag::SeenDeferred => "deferred restart",
+            Flag::AdmissionBound => crate::endpoint_mesh::ADMISSION_BOUND,
+            Flag::SeenHeld => "held while waiting",
+            Flag::SeenReAdded => "added again",
+            Flag::SeenCrash => "crash",
+            Flag::SeenRestartAfterFailure => "restart after failure",
         }
     }
 }

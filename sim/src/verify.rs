@@ -256,6 +256,29 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         }
     }
 
+    // Real endpoints (rule ADMISSION with one slot, a crash with any floor, a peer removed and
+    // added again): exhaustive, every property as it should be.
+    {
+        use icepact_models::endpoint_mesh::{self, EndpointMesh};
+        let col = columns.len();
+        columns.push("model endpoints 2p".to_string());
+        let model = EndpointMesh::new(2, 1, endpoint_mesh::MeshBudgets::VERIFY);
+        if progress {
+            eprintln!("model checking real endpoints (2 nodes, 1 slot, crash, remove and add) ...");
+        }
+        let rows = endpoint_mesh::check(&model, opts.threads.clamp(1, 2), None);
+        if let Some(r) = rows.first() {
+            figure_line(&mut figures, &columns[col], r, &r.config);
+        }
+        for r in &rows {
+            put(&mut cells, &mut order, r.property, col, cell(r));
+            pass &= !r.outcome.is_failure() && r.exhaustive;
+            if r.outcome == Outcome::Violated {
+                counterexample(&mut details, "Real endpoints, model checker", r);
+            }
+        }
+    }
+
     let sims = [
         (2, RestartPolicy::Epoch, opts.seeds_two),
         (3, RestartPolicy::Epoch, opts.seeds_three),

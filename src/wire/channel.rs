@@ -175,10 +175,12 @@ fn parse_envelope<'a>(envelope: &'a [u8], limits: &Limits) -> Result<Parsed<'a>,
 
 /// The sealing context between our key and one remote key: the `crypto_box` shared key is
 /// computed once (libsodium's `crypto_box_beforenm`) and reused for every envelope.
+#[derive(Clone)]
 pub struct Channel {
     local: PublicKey,
     remote: PublicKey,
-    cipher: SalsaBox,
+    /// Shared by clones (an endpoint cloned by the model checker): the key never changes.
+    cipher: std::sync::Arc<SalsaBox>,
     limits: Limits,
 }
 
@@ -232,7 +234,7 @@ impl Channel {
         Ok(Channel {
             local,
             remote,
-            cipher,
+            cipher: std::sync::Arc::new(cipher),
             limits: Limits::default(),
         })
     }
