@@ -31,13 +31,13 @@ use icepact::invariants::{self, Invariant};
 use icepact::reference_agent::{AgentKind, Phase, ReferenceAgent};
 use icepact::{
     AgentCommand, ConnectionState, Credentials, Description, Disposition, Endpoint, EndpointConfig,
-    EndpointError, EndpointOutput, Event, IgnoreReason, PublicKey, Refusal, RestartCause, Seed,
-    SessionRef,
+    EndpointError, EndpointOutput, Event, IgnoreReason, PublicKey, Refusal, Seed, SessionRef,
 };
 use stateright::{Expectation, Model, Property};
 
 use crate::model::{
-    agent_works, agents_can_meet, cmp_descriptions, registered_command, PairStats, MAX_NODES,
+    agent_works, agents_can_meet, cmp_descriptions, epoch_floor, registered_command, Floor,
+    PairStats, GATHERS, MAX_NODES,
 };
 use crate::properties::Flag;
 use crate::shared::{digest_of, Shared};
@@ -77,17 +77,6 @@ impl MeshBudgets {
         removals: 0,
         timer_cap: 2,
     };
-}
-
-/// The crashed process's new epoch floor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Floor {
-    /// Above every epoch the old process used.
-    Above,
-    /// The old process's floor (a clock that did not move, a restored snapshot).
-    Equal,
-    /// Zero (a clock that stepped far back).
-    Zero,
 }
 
 /// A description in flight from node `from` to node `to`.
@@ -212,14 +201,6 @@ pub struct EndpointMesh {
     secrets: Vec<icepact::wire::SecretKey>,
     keys: Vec<PublicKey>,
 }
-
-/// The first epoch floor of a node, and after a crash with [`Floor::Above`].
-fn epoch_floor(crashes: u8) -> u64 {
-    100 + 1000 * u64::from(crashes)
-}
-
-/// Local candidates each agent gathers.
-const GATHERS: u16 = 1;
 
 impl EndpointMesh {
     /// `nodes` endpoints (2 or 3) admitting `max_establishing` sessions at once, with `budgets`.
@@ -572,7 +553,6 @@ impl EndpointMesh {
                 if cause.is_failure() {
                     s.flags |= Flag::SeenRestartAfterFailure.bit();
                 }
-                let _: RestartCause = cause;
             }
             _ => {}
         }

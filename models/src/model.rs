@@ -501,12 +501,12 @@ pub struct IceModel {
 
 /// First session epoch of a node that crashed `crashes` times with [`Floor::Above`] (strictly
 /// above every epoch the previous incarnations could have used within the budgets).
-fn epoch_floor(crashes: u8) -> u64 {
+pub(crate) fn epoch_floor(crashes: u8) -> u64 {
     100 + 1000 * u64::from(crashes)
 }
 
 /// Local candidates each model agent gathers.
-const GATHERS: u16 = 1;
+pub(crate) const GATHERS: u16 = 1;
 
 /// The candidate the agent of session `epoch` gathers, naming it as foundation `e{epoch}`.
 pub fn candidate_of(epoch: u64) -> Candidate {
