@@ -151,6 +151,10 @@ struct Session {
     held: VecDeque<Description>,
     /// The session and version of the last description sent (rule ADMISSION_QUIET).
     last_sent: Option<SessionRef>,
+    /// Rule ADMISSION: the remote, which controls this session, sent a session of its own
+    /// again without acknowledging ours: it lacks our description and cannot go on without
+    /// our answer.
+    nudged: bool,
     /// The session's next timer as last seen (its entry in `Endpoint::timers`).
     timer: Option<Instant>,
 }
@@ -319,6 +323,7 @@ impl Endpoint {
                 connected_once: false,
                 held: VecDeque::new(),
                 last_sent: None,
+                nudged: false,
                 timer: None,
             },
         );
@@ -546,6 +551,7 @@ impl Endpoint {
             k.hash(state);
             s.peer.hash(state);
             (s.admitted, s.connected_once, &s.held, s.last_sent, s.timer).hash(state);
+            s.nudged.hash(state);
         }
         self.next_floor.hash(state);
         self.queue.hash(state);
@@ -637,17 +643,28 @@ impl Endpoint {
 
     /// Rule ADMISSION: at most `max_establishing` sessions gather and check at once; the
     /// others hold the descriptions of their remote (the expensive work starts when the
-    /// remote's credentials are applied) and wait, first come first served. A slot is given
-    /// back when its session first connects, or after [`ADMISSION_TIMEOUT`].
+    /// remote's credentials are applied) and wait. A slot is given back when its session first
+    /// connects, or after [`ADMISSION_TIMEOUT`].
     ///
-    /// Order: first the sessions whose remote is already admitted (its description carries
-    /// candidates, gathered after its own admission: answering completes a pair the remote
-    /// pays for already), then those this side controls (the smaller key), then the rest, each
-    /// in arrival order. Waits can still close a cycle, and then last until a slot is given
-    /// back after [`ADMISSION_TIMEOUT`]: three nodes with one slot each can hold the sessions
-    /// A–C, B–A and C–B, each waiting for the next (found by the model checker's endpoint
-    /// mesh, docs/MODEL-CHECKING.md). An admitted session applies every description from then
-    /// on, so the same cycle cannot form again.
+    /// Who gets a free slot, each group in arrival order: (1) sessions whose remote is
+    /// admitted already (its description carries candidates, gathered after its own
+    /// admission); (2) sessions whose remote says our epochs went back (a crash with a floor
+    /// below the old epochs: rule EPOCH_CATCH_UP needs our answer); (3) sessions this side
+    /// controls (the smaller key); (4) sessions whose controlling remote sent its session
+    /// again without acknowledging ours (*nudged*: it lacks our description); (5) the rest,
+    /// sessions the remote controls on its first description, and only while one slot stays
+    /// free for groups 1–4.
+    ///
+    /// Why no cycle of waits can form: a slot holder of groups 1, 2 and 4 waits for no slot,
+    /// its remote is admitted (a waiting remote applies nothing of ours, so its descriptions
+    /// carry no candidates and prove no regression, and it sends no re-send, ADMISSION_QUIET);
+    /// one of group 3 waits only for a remote with a larger key. A node stuck with full slots holds at least one session of groups 1–4, so the
+    /// largest key among stuck nodes would wait for a larger stuck key: none is stuck. A
+    /// session of group 5 that waits at a node with only the reserved slot free is answered
+    /// by its controller's candidates or re-sends (groups 1 and 4). Admitting group 5 into the
+    /// last slot, as a first version did, let three nodes with one slot each hold the sessions
+    /// A–C, B–A and C–B, each waiting for the next until [`ADMISSION_TIMEOUT`] (found by the
+    /// model checker's endpoint mesh).
     fn admit(&mut self, now: Instant) {
         let max = self.config.max_establishing;
         if max == 0 {
@@ -657,14 +674,21 @@ impl Endpoint {
             .retain(|_, at| at.checked_add(ADMISSION_TIMEOUT).is_none_or(|t| t > now));
         while self.slots.len() < max && !self.waiting.is_empty() {
             let local = self.local;
-            let ready = |s: &Session| s.held.iter().any(|d| !d.candidates.is_empty());
-            // Answers first (the remote holds a slot already), then our own, in arrival order.
-            let i = self
-                .waiting
-                .iter()
-                .position(|k| self.sessions.get(k).is_some_and(ready))
-                .or_else(|| self.waiting.iter().position(|k| local < *k))
-                .unwrap_or(0);
+            let position = |f: &dyn Fn(&PublicKey, &Session) -> bool| {
+                self.waiting
+                    .iter()
+                    .position(|k| self.sessions.get(k).is_some_and(|s| f(k, s)))
+            };
+            let Some(i) = position(&|_, s| s.held.iter().any(|d| !d.candidates.is_empty()))
+                .or_else(|| position(&|_, s| s.held.iter().any(|d| s.proves_regressed(d))))
+                .or_else(|| position(&|k, _| local < *k))
+                .or_else(|| position(&|_, s| s.nudged))
+                // The rest (sessions the remote controls, on its first word) only while a slot
+                // stays free for the groups above: see the proof above.
+                .or_else(|| (self.slots.len() + 1 < max).then_some(0))
+            else {
+                return;
+            };
             let Some(remote) = self.waiting.remove(i) else {
                 return;
             };
@@ -782,6 +806,22 @@ impl Session {
     /// An opened description: held while the session waits for admission, applied otherwise.
     fn take(&mut self, now: Instant, description: &Description) -> Result<Disposition, Refusal> {
         if !self.admitted {
+            // Time has passed for a held description as for any input of a `Peer`: the
+            // session's due timers fire first, so `poll_timeout` stays after every `now` given.
+            if self.peer.poll_timeout().is_some_and(|t| t <= now) {
+                self.peer.handle_timeout(now).map_err(Refusal::Rejected)?;
+            }
+            // The remote controls the session and sends a session of its own again without
+            // acknowledging ours: it lacks our description (see `Endpoint::admit`).
+            let ours = self.peer.local_session().map(|s| s.epoch);
+            if self
+                .held
+                .iter()
+                .any(|h| h.session.epoch == description.session.epoch)
+                && description.ack.map(|a| a.epoch) != ours
+            {
+                self.nudged = true;
+            }
             // Rule ADMISSION: held until the session gets a slot.
             if self.held.len() == HELD {
                 self.held.pop_front();
@@ -791,6 +831,15 @@ impl Session {
             return Ok(Disposition::Ignored(IgnoreReason::Waiting));
         }
         self.apply(now, description).map_err(Refusal::Rejected)
+    }
+
+    /// True if `d` shows that the remote holds a session of ours newer than our current one
+    /// (rule EPOCH_CATCH_UP: our floor went back).
+    fn proves_regressed(&self, d: &Description) -> bool {
+        match (self.peer.local_session(), self.peer.local_credentials()) {
+            (Some(current), Some(c)) => crate::rules::regressed(current, &c.ufrag, d).is_some(),
+            _ => false,
+        }
     }
 
     /// Seals a description for the remote, or counts why it could not be sent.

@@ -72,6 +72,20 @@ impl Mesh {
     }
 
     /// Carries out every output of every endpoint.
+    /// Delivers the envelopes on the wire and nothing else (no agent work, so nothing
+    /// connects and admission slots stay taken).
+    fn deliver_envelopes(&mut self) {
+        while let Some((to, bytes)) = self.wire.pop_front() {
+            let now = self.now;
+            let _ = self
+                .endpoints
+                .get_mut(&to)
+                .unwrap()
+                .handle_envelope(now, &bytes);
+            self.drain();
+        }
+    }
+
     fn drain(&mut self) {
         let keys: Vec<PublicKey> = self.endpoints.keys().copied().collect();
         for local in keys {
@@ -247,29 +261,16 @@ fn admission_brings_a_mesh_up_in_waves() {
     assert_eq!(quieted, 0);
 }
 
-/// Rule ADMISSION_QUIET: a session waiting for a slot sent its description once and does not
-/// re-send it while it waits (its remote's descriptions are held, so the remote is alive and
-/// our answer follows admission); once admitted it connects as usual.
-#[test]
-fn a_waiting_session_does_not_re_send() {
+/// Node 1 with one admission slot and sessions with nodes 2 and 3, after the first envelopes
+/// (no agent work): one session holds the slot, the other (returned) waits and holds its
+/// remote's description.
+fn node_1_with_one_slot_and_a_waiting_session() -> (Mesh, u8) {
     let mut config = EndpointConfig::default();
     config.max_establishing = 1;
     let mut m = Mesh::with(&[1, 2, 3], config);
     m.link(1, 2);
     m.link(1, 3);
-    // Envelopes only (no agent work, so nothing connects and node 1's slot stays taken).
-    let deliver = |m: &mut Mesh| {
-        while let Some((to, bytes)) = m.wire.pop_front() {
-            let now = m.now;
-            let _ = m
-                .endpoints
-                .get_mut(&to)
-                .unwrap()
-                .handle_envelope(now, &bytes);
-            m.drain();
-        }
-    };
-    deliver(&mut m);
+    m.deliver_envelopes();
     assert_eq!(m.ep(1).admission(), (1, 1));
     let waiting = [2, 3]
         .into_iter()
@@ -278,6 +279,15 @@ fn a_waiting_session_does_not_re_send() {
             stats.held > 0 && stats.applied == 0
         })
         .expect("a session of node 1 waits");
+    (m, waiting)
+}
+
+/// Rule ADMISSION_QUIET: a session waiting for a slot sent its description once and does not
+/// re-send it while it waits (its remote's descriptions are held, so the remote is alive and
+/// our answer follows admission); once admitted it connects as usual.
+#[test]
+fn a_waiting_session_does_not_re_send() {
+    let (mut m, waiting) = node_1_with_one_slot_and_a_waiting_session();
     let before = m.ep(1).stats(&Mesh::key(waiting)).unwrap();
     // 20 s pass: the remote re-sends (its description is unacknowledged), we do not.
     for _ in 0..200 {
@@ -287,7 +297,7 @@ fn a_waiting_session_does_not_re_send() {
             ep.handle_timeout(now).unwrap();
         }
         m.drain();
-        deliver(&mut m);
+        m.deliver_envelopes();
     }
     assert_eq!(m.ep(1).admission(), (1, 1), "still waiting");
     let after = m.ep(1).stats(&Mesh::key(waiting)).unwrap();
@@ -299,6 +309,41 @@ fn a_waiting_session_does_not_re_send() {
     assert!(after.held > before.held, "the remote re-sent: {after:?}");
     // With the agents at work everything connects, the waiting session too.
     m.run_until(|m| m.connected(1, 2) && m.connected(1, 3));
+}
+
+/// A description held for a waiting session is an input like any other: the session's due
+/// timers fire first, so no timer is left behind the endpoint's clock.
+#[test]
+fn a_held_description_fires_the_waiting_sessions_due_timers_first() {
+    let (mut m, waiting) = node_1_with_one_slot_and_a_waiting_session();
+    let waiting = Mesh::key(waiting);
+    let timer = |m: &mut Mesh| m.ep(1).peer(&waiting).unwrap().poll_timeout();
+    let due = timer(&mut m).expect("the waiting session has a timer (its re-send)");
+    // Node 1 is not woken for its timers; the others are, and re-send to it long after.
+    m.now += Duration::from_secs(20);
+    assert!(due < m.now);
+    let now = m.now;
+    for n in [2, 3] {
+        m.endpoints
+            .get_mut(&Mesh::key(n))
+            .unwrap()
+            .handle_timeout(now)
+            .unwrap();
+    }
+    m.drain();
+    m.deliver_envelopes();
+    assert_eq!(m.ep(1).admission(), (1, 1), "still waiting");
+    assert!(
+        m.ep(1).stats(&waiting).unwrap().held >= 2,
+        "the remote re-sent"
+    );
+    // The held re-send fired the waiting session's due timers first, as any input would.
+    let next = timer(&mut m);
+    assert!(
+        next.is_none_or(|t| t > m.now),
+        "{next:?} not after {:?}",
+        m.now
+    );
 }
 
 #[test]

@@ -38,10 +38,10 @@ async fn hostile_envelopes_change_nothing_and_are_counted() {
     tap.subscribe(&a_channel).await.unwrap();
     let mut tap = tap.into_on_message();
 
-    // A remembers only the two latest nonces, so an old replay gets past the nonce cache and
-    // must be stopped by the core's ordering (counted as stale).
+    // A remembers only B's latest nonce, so a replay of any earlier envelope gets past the
+    // nonce cache and must be stopped by the core's ordering (counted as stale).
     let mut config_a = quick_config();
-    config_a.limits.replay_window = 2;
+    config_a.limits.replay_window = 1;
     let mut a = Node::start(
         RedisBackend::new(&url).unwrap(),
         sa.clone(),
@@ -65,7 +65,12 @@ async fn hostile_envelopes_change_nothing_and_are_counted() {
     while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(100), tap.next()).await {
         recorded.push(msg.get_payload_bytes().to_vec());
     }
-    assert!(recorded.len() >= 3, "B sent A several descriptions");
+    // B's first description (its session, before A's answer) and at least one later one.
+    assert!(
+        recorded.len() >= 2,
+        "B sent A {} descriptions",
+        recorded.len()
+    );
     let before = a.status();
     let pa = before.peers[&kb].clone();
 

@@ -73,3 +73,20 @@ fn a_fast_cpu_starts_cold_without_a_restart() {
         assert!(o.converged_after.is_some());
     }
 }
+
+/// 256 nodes (32,640 sessions), each on a CPU of its own at 1 ms per envelope, start cold and
+/// come all up with no restart (rule ADMISSION with its default of 16). About 45 s in release:
+/// ignored in the default test run; CI runs it (`cargo test --release -p icepact-sim --test
+/// load -- --ignored`), and `icepact-sim verify --deep` has it as a column.
+#[test]
+#[ignore = "45 s in release; CI runs it"]
+fn a_cold_start_of_256_nodes_comes_all_up_without_a_restart() {
+    let cpu = Some(Cpu {
+        shared: false,
+        ..cpu(1000).expect("a CPU model")
+    });
+    let o = load_run(256, cpu, true, icepact::DEFAULT_MAX_ESTABLISHING, 1);
+    assert!(o.violation.is_none(), "{:?}", o.violation);
+    assert_eq!(o.stats.restarts, 0);
+    assert!(o.converged_after.is_some(), "never all up");
+}
