@@ -67,6 +67,8 @@ pub struct CheckOptions {
     pub reduction: bool,
     /// How every peer replaces its agent on a restart (rule AGENT_RESTART).
     pub agent_restart: AgentRestart,
+    /// Split a crash of a mesh node into one step per session ([`IceModel::split_crash`]).
+    pub split_crash: bool,
 }
 
 impl Default for CheckOptions {
@@ -82,6 +84,7 @@ impl Default for CheckOptions {
             agent: AgentKind::Libwebrtc,
             reduction: true,
             agent_restart: AgentRestart::Recreate,
+            split_crash: false,
         }
     }
 }
@@ -123,7 +126,7 @@ impl CheckOptions {
             RestartPolicy::Seed => "seed",
         };
         format!(
-            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}{}{}",
+            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}{}{}{}",
             self.peers,
             b.drops,
             b.replays,
@@ -145,6 +148,11 @@ impl CheckOptions {
                 ""
             } else {
                 " unreduced"
+            },
+            if self.split_crash && self.reduction && self.peers > 2 {
+                " split-crash"
+            } else {
+                ""
             }
         )
     }
@@ -154,6 +162,7 @@ impl CheckOptions {
         let mut model = IceModel::with_agent(self.peers, self.policy, self.budgets, self.agent)
             .with_agent_restart(self.agent_restart);
         model.reduction = self.reduction;
+        model.split_crash = self.split_crash;
         model
     }
 }

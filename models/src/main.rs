@@ -169,6 +169,10 @@ struct ConfigArgs {
     /// Restart agents in place (`AgentRestart::InPlace`) instead of closing and creating them.
     #[arg(long)]
     in_place: bool,
+    /// Split a crash of a mesh node into one step per session of the node, so that the
+    /// partial-order reduction applies before the crash too (`IceModel::split_crash`).
+    #[arg(long)]
+    split_crash: bool,
 }
 
 impl ConfigArgs {
@@ -200,6 +204,7 @@ impl ConfigArgs {
                 Agent::Libwebrtc => AgentKind::Libwebrtc,
             },
             reduction: !self.no_reduction,
+            split_crash: self.split_crash,
             agent_restart: if self.in_place {
                 AgentRestart::InPlace
             } else {

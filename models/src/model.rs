@@ -126,6 +126,13 @@ impl Budgets {
         ..Budgets::NONE
     };
 
+    /// The 3-peer mesh with a crash of any node with any floor and an agent failure of any
+    /// kind in any session (exhaustive with the split crash, [`IceModel::split_crash`]).
+    pub const THREE_PEERS_FAILURE: Budgets = Budgets {
+        failures: 1,
+        ..Budgets::THREE_PEERS
+    };
+
     /// No faults at all (a base to build small configurations from).
     pub const NONE: Budgets = Budgets {
         drops: 0,
@@ -246,6 +253,10 @@ pub struct End {
     pub local_restart: bool,
     /// Epoch catch-ups of this end in the current incarnation of its node.
     pub catch_ups: u8,
+    /// This end's process started with a floor not above its earlier epochs (a crash with
+    /// floor zero or equal). Kept per end, not per node, so that a split crash
+    /// ([`IceModel::split_crash`]) replaces each end of the node with its own flag.
+    pub regressed: bool,
 }
 
 /// Per-session (pair) counters for the restart-storm property.
@@ -263,6 +274,9 @@ pub struct PairStats {
 pub struct Owners {
     /// The node that may crash.
     pub crash: u8,
+    /// The floor its new process starts with, fixed here with a split crash
+    /// ([`IceModel::split_crash`]); unused otherwise.
+    pub floor: Floor,
     /// The session of each per-session class, in [`FaultClass`] order.
     pub session: [u8; 6],
 }
@@ -310,6 +324,7 @@ impl Owners {
     /// Every class shared by every session and node.
     pub const ANY: Owners = Owners {
         crash: u8::MAX,
+        floor: Floor::Above,
         session: [u8::MAX; 6],
     };
 
@@ -348,8 +363,9 @@ pub struct State {
     pub crashes: [u8; MAX_NODES],
     /// The epoch floor of each node's current incarnation.
     pub floors: [u64; MAX_NODES],
-    /// The node's current incarnation started with a floor not above its earlier epochs.
-    pub regressed: [bool; MAX_NODES],
+    /// Sessions whose end on the crashing node was replaced by a split crash still under way
+    /// (a bit per session; [`IceModel::split_crash`]).
+    pub crash_halves: u8,
     /// Counters per session.
     pub pairs: [PairStats; MAX_NODES],
     /// Every credential ever created, with its epoch (to name the session an agent connects to).
@@ -405,6 +421,9 @@ pub enum Action {
     Fail(usize, Failure),
     /// Node `n` crashes and restarts with state loss and this epoch floor (budget `crashes`).
     Crash(usize, Floor),
+    /// A split crash ([`IceModel::split_crash`]) replaces the crashing node's end of session
+    /// `p` (budget `crashes`, spent when every session of the node has been struck).
+    CrashHalf(usize),
     /// The embedding asks peer end `e` to restart (budget `restarts`).
     Restart(usize),
     /// The environment fixes which session or node each fault class may strike (the first
@@ -494,6 +513,10 @@ pub struct IceModel {
     /// Partial-order reduction of the independent sessions of a mesh (see
     /// [`IceModel::reduce`]); on by default, no effect with 2 peers.
     pub reduction: bool,
+    /// Split a crash of a mesh node into one step per session of the node (see
+    /// [`IceModel::reduce`], "split crash"): the sessions stay independent, so the reduction
+    /// applies to them before the crash too. Off by default.
+    pub split_crash: bool,
     config: Config,
     keys: Vec<PublicKey>,
     pairs: Vec<(usize, usize)>,
@@ -567,6 +590,7 @@ impl IceModel {
             budgets,
             base: Instant::now(),
             reduction: true,
+            split_crash: false,
             // The model polls agents every 60 s, after the other rules' deadlines (checking 30 s,
             // disconnected 25 s): correctness does not depend on the interval, and a shorter one
             // only spends the timer cap on repeats that are ignored before the other deadlines
@@ -645,12 +669,58 @@ impl IceModel {
         )
     }
 
+    /// Node `n`'s new process after a crash: its incarnation count and epoch floor.
+    fn new_incarnation(s: &mut State, n: usize, floor: Floor) {
+        s.crashes[n] += 1;
+        s.floors[n] = match floor {
+            Floor::Above => epoch_floor(s.crashes[n]),
+            Floor::Equal => s.floors[n],
+            Floor::Zero => 0,
+        };
+    }
+
+    /// Replaces end `e` by a new peer of its node's new incarnation (after
+    /// [`IceModel::new_incarnation`]) and carries out what the new peer sends.
+    fn crash_end(
+        &self,
+        s: &mut State,
+        e: usize,
+        floor: Floor,
+        now: Instant,
+        log: &mut Option<&mut Vec<Note>>,
+    ) {
+        let n = self.node_of(e);
+        s.pairs[e / 2].faults += 1;
+        match self.new_peer(e, s.crashes[n], s.floors[n], now) {
+            Ok(peer) => {
+                let mut end = self.new_end(peer, true);
+                end.regressed = floor != Floor::Above;
+                s.ends[e] = Shared::new(end);
+                self.drain(s, e, log);
+            }
+            Err(err) => Self::violate(
+                s,
+                Flag::InputsAccepted,
+                format!("Peer::new after a crash failed: {err}"),
+                log,
+            ),
+        }
+    }
+
+    /// The sessions of node `n`, a bit each.
+    fn sessions_of(&self, n: usize) -> u8 {
+        (0..self.pairs.len())
+            .filter(|&p| self.pairs[p].0 == n || self.pairs[p].1 == n)
+            .fold(0, |m, p| m | 1 << p)
+    }
+
     fn new_end(&self, peer: Peer, local_restart: bool) -> End {
         End {
             peer,
             agent: ReferenceAgent::new(self.agent, GATHERS),
             local_restart,
             catch_ups: 0,
+            regressed: false,
         }
     }
 
@@ -688,7 +758,8 @@ impl IceModel {
 
     /// True if a delivery, an agent event or a meeting is enabled.
     fn busy(&self, s: &State) -> bool {
-        !s.net.is_empty()
+        s.crash_halves != 0
+            || !s.net.is_empty()
             || s.ends.iter().any(|e| e.agent.has_events())
             || (0..self.pairs.len()).any(|p| self.meet_enabled(s, p))
     }
@@ -797,32 +868,32 @@ impl IceModel {
             }
             Action::Crash(n, floor) => {
                 s.left.crashes -= 1;
-                s.crashes[n] += 1;
-                let crashes = s.crashes[n];
-                let value = match floor {
-                    Floor::Above => epoch_floor(crashes),
-                    Floor::Equal => s.floors[n],
-                    Floor::Zero => 0,
-                };
-                s.floors[n] = value;
-                s.regressed[n] = floor != Floor::Above;
+                Self::new_incarnation(&mut s, n, floor);
                 for e in 0..s.ends.len() {
-                    if self.node_of(e) != n {
-                        continue;
+                    if self.node_of(e) == n {
+                        self.crash_end(&mut s, e, floor, now, &mut log);
                     }
-                    s.pairs[e / 2].faults += 1;
-                    match self.new_peer(e, crashes, value, now) {
-                        Ok(peer) => {
-                            s.ends[e] = Shared::new(self.new_end(peer, true));
-                            self.drain(&mut s, e, &mut log);
-                        }
-                        Err(err) => Self::violate(
-                            &mut s,
-                            Flag::InputsAccepted,
-                            format!("Peer::new after a crash failed: {err}"),
-                            &mut log,
-                        ),
-                    }
+                }
+            }
+            Action::CrashHalf(p) => {
+                let (n, floor) = s.owners.map_or((usize::MAX, Floor::Above), |o| {
+                    (usize::from(o.crash), o.floor)
+                });
+                // The first session struck starts the node's new incarnation; the others join
+                // it (the same floor, the same instant: no timer fires in between).
+                if s.crash_halves == 0 {
+                    Self::new_incarnation(&mut s, n, floor);
+                }
+                s.crash_halves |= 1 << p;
+                let e = if self.pairs[p].0 == n {
+                    2 * p
+                } else {
+                    2 * p + 1
+                };
+                self.crash_end(&mut s, e, floor, now, &mut log);
+                if s.crash_halves == self.sessions_of(n) {
+                    s.crash_halves = 0;
+                    s.left.crashes -= 1;
                 }
             }
             Action::Assign(owners) => s.owners = Some(owners),
@@ -965,15 +1036,15 @@ impl IceModel {
                     }
                     if let RestartCause::EpochCatchUp { seen } = cause {
                         s.flags |= Flag::SeenCatchUp.bit();
-                        let n = self.node_of(e);
                         let end = &mut s.ends[e];
                         end.catch_ups = end.catch_ups.saturating_add(1);
-                        if !s.regressed[n] || end.catch_ups > 1 {
+                        let regressed = end.regressed;
+                        if !regressed || end.catch_ups > 1 {
                             let detail = format!(
                                 "{} caught up (catch-up {}, saw {seen:?}) though its floor {}",
                                 self.end_name(e),
                                 end.catch_ups,
-                                if s.regressed[n] {
+                                if regressed {
                                     "went back only once"
                                 } else {
                                     "never went back"
@@ -1106,7 +1177,8 @@ impl IceModel {
                 }
             }
         }
-        if s.left.timer_cap > 0 || s.left.early_timers > 0 {
+        if (s.left.timer_cap > 0 || s.left.early_timers > 0) && s.crash_halves == 0 {
+            // (No timer while a split crash is under way: its steps share one instant.)
             // Due timers drive a stuck system towards convergence; in a converged one they
             // would only spend the cap on ignored repeats (REPORT_POLL) before the next fault.
             let busy = self.busy(s) || self.converged(s);
@@ -1139,7 +1211,16 @@ impl IceModel {
                 }
             }
         }
-        if s.left.crashes > 0 {
+        if s.left.crashes > 0 && self.splits_crash() {
+            if let Some(o) = s.owners {
+                let n = usize::from(o.crash);
+                for p in 0..self.pairs.len() {
+                    if self.sessions_of(n) & !s.crash_halves & (1 << p) != 0 {
+                        actions.push(Action::CrashHalf(p));
+                    }
+                }
+            }
+        } else if s.left.crashes > 0 {
             for n in 0..self.peers {
                 actions.push(Action::Crash(n, Floor::Above));
                 // Seed 001's session ids are random: a new process never repeats or undercuts an
@@ -1175,18 +1256,37 @@ impl IceModel {
             && FaultClass::ALL.iter().all(|c| c.budget(b) <= 1)
     }
 
-    /// Every assignment of the budgeted fault classes to sessions and of a crash to a node.
+    /// True if crashes are split into one step per session of the node
+    /// ([`IceModel::split_crash`], a mesh with reduction and at most one crash).
+    pub fn splits_crash(&self) -> bool {
+        self.split_crash && self.assigns()
+    }
+
+    /// Every assignment of the budgeted fault classes to sessions and of a crash to a node
+    /// (and, with a split crash, of the floor its new process starts with).
     fn assignments(&self) -> Vec<Owners> {
         let mut all = vec![Owners::ANY];
         if self.budgets.crashes > 0 {
-            all = (0..self.peers)
-                .flat_map(|n| {
-                    all.iter().map(move |o| Owners {
+            let floors: &[Floor] = if !self.splits_crash() {
+                &[Floor::Above]
+            } else if self.policy == RestartPolicy::Seed {
+                // As in `all_actions`: under seed 001's policy a new process is a fresh epoch.
+                &[Floor::Above]
+            } else {
+                // The first crash: the floor before it is `epoch_floor(0)`, never zero.
+                &[Floor::Above, Floor::Zero, Floor::Equal]
+            };
+            let mut crashes = Vec::new();
+            for n in 0..self.peers {
+                for &floor in floors {
+                    crashes.extend(all.iter().map(|o| Owners {
                         crash: n as u8,
+                        floor,
                         ..*o
-                    })
-                })
-                .collect();
+                    }));
+                }
+            }
+            all = crashes;
         }
         for class in FaultClass::ALL {
             if class.budget(&self.budgets) == 0 {
@@ -1225,6 +1325,10 @@ impl IceModel {
         if let Action::Crash(n, _) = *action {
             return owners.allows_crash(n);
         }
+        if let Action::CrashHalf(p) = *action {
+            let (i, j) = self.pairs[p];
+            return owners.allows_crash(i) || owners.allows_crash(j);
+        }
         Self::fault_of(s, action).is_none_or(|(class, p)| owners.allows(class, p))
     }
 
@@ -1233,6 +1337,8 @@ impl IceModel {
     /// touches nothing of the other sessions.
     fn progress_session(s: &State, action: &Action) -> Option<usize> {
         match *action {
+            // The rest of a split crash under way must happen (a process crashes whole).
+            Action::CrashHalf(p) if s.crash_halves != 0 => Some(p),
             Action::Deliver(i) => s.net.get(i).map(|m| m.to / 2),
             Action::AgentEvent(e) => Some(e / 2),
             Action::Meet(p) => Some(p),
@@ -1247,19 +1353,23 @@ impl IceModel {
             Action::Crash(..) | Action::Timer(_) | Action::EarlyTimer(_) | Action::Assign(_) => {
                 None
             }
+            Action::CrashHalf(p) => Some(p),
             _ => Self::progress_session(s, action).or(Self::fault_of(s, action).map(|f| f.1)),
         }
     }
 
     /// Partial-order reduction of a mesh (on with [`IceModel::assigns`]): explores only the
     /// actions of one session `p` when `p` has a progress action, no early timer is left, and
-    /// no crash left can strike `p`'s nodes; `p` is the lowest such session. Every other
+    /// no crash left can strike `p`'s nodes (unless crashes are split: then each session's
+    /// crash step is a fault it owns, [`IceModel::split_crash`]); `p` is the lowest such
+    /// session. Every other
     /// enabled action then touches other sessions only (faults are owned by one session) and
     /// commutes with `p`'s actions without disabling them, and nothing but `p`'s own actions
     /// can touch `p` before one of them runs. So every state in which no progress action is
     /// enabled (every quiescent state, every end state with its sticky violation flags) stays
     /// reachable. The argument in full is in docs/MODEL-CHECKING.md ("Partial-order
-    /// reduction"); `models/tests/pinned.rs` checks that reduced and unreduced runs agree.
+    /// reduction", "Split crash"); `models/tests/pinned.rs` checks that reduced and unreduced
+    /// runs agree, and split and whole crashes.
     pub fn reduce(&self, s: &State, actions: &mut Vec<Action>) {
         if !self.assigns() || s.left.early_timers > 0 {
             return;
@@ -1267,7 +1377,8 @@ impl IceModel {
         let Some(owners) = s.owners else {
             return;
         };
-        let crash_node = (s.left.crashes > 0).then_some(usize::from(owners.crash));
+        let crash_node =
+            (s.left.crashes > 0 && !self.splits_crash()).then_some(usize::from(owners.crash));
         let eligible = |p: usize| {
             let (i, j) = self.pairs[p];
             crash_node.is_none_or(|n| n != i && n != j)
@@ -1347,6 +1458,17 @@ impl IceModel {
                 "FAULT node {} crashes (state lost), restarts with floor {floor:?}",
                 Self::node_name(n)
             ),
+            Action::CrashHalf(p) => {
+                let (n, floor) = s
+                    .owners
+                    .map_or((0, Floor::Above), |o| (usize::from(o.crash), o.floor));
+                format!(
+                    "FAULT node {} crashes (state lost), restarts with floor {floor:?}: its end of {}–{}",
+                    Self::node_name(n),
+                    Self::node_name(self.pairs[p].0),
+                    Self::node_name(self.pairs[p].1)
+                )
+            }
             Action::Restart(e) => format!("FAULT {} restart requested", self.end_name(e)),
             Action::Assign(o) => {
                 let mut out = String::from("faults may strike:");
@@ -1392,7 +1514,7 @@ impl Model for IceModel {
             left: self.budgets,
             crashes: [0; MAX_NODES],
             floors: [epoch_floor(0); MAX_NODES],
-            regressed: [false; MAX_NODES],
+            crash_halves: 0,
             pairs: [PairStats::default(); MAX_NODES],
             creds: Shared::new(Vec::new()),
             owners: if self.assigns() {

@@ -248,7 +248,7 @@ fn action_end(a: &Action) -> usize {
         | Action::Quirk(e)
         | Action::Fail(e, _)
         | Action::Restart(e) => e,
-        Action::Meet(p) => 2 * p,
+        Action::Meet(p) | Action::CrashHalf(p) => 2 * p,
         Action::MeetLosing(_, e) => e,
         Action::Deliver(_)
         | Action::Drop(_)

@@ -55,7 +55,7 @@ pub struct Verdict {
 /// The model-checking part of the verification run: the default 2-peer configuration (a crash
 /// with any floor, an agent failure of either kind, a lost report), the same with agents
 /// restarted in place (str0m's agent), and replays after a crash
-/// exhaustively (DFS, 2 threads), 3 peers with a crash exhaustively (partial-order reduction),
+/// exhaustively (DFS, 2 threads), 3 peers with a crash exhaustively (partial-order reduction, the crash split per session),
 /// and seed 001's policy under the replay budgets breadth-first with a time box (it finishes
 /// exhaustively in seconds; BFS counterexamples are shortest).
 pub fn model_suite(seconds: u64, deep: bool) -> Vec<CheckOptions> {
@@ -75,6 +75,7 @@ pub fn model_suite(seconds: u64, deep: bool) -> Vec<CheckOptions> {
         CheckOptions {
             peers: 3,
             budgets: Budgets::THREE_PEERS,
+            split_crash: true,
             ..two.clone()
         },
         CheckOptions {
@@ -86,6 +87,12 @@ pub fn model_suite(seconds: u64, deep: bool) -> Vec<CheckOptions> {
         },
     ];
     if deep {
+        suite.push(CheckOptions {
+            peers: 3,
+            budgets: Budgets::THREE_PEERS_FAILURE,
+            split_crash: true,
+            ..two.clone()
+        });
         suite.push(CheckOptions {
             budgets: Budgets::TWO_PEERS_ALL,
             ..two
@@ -148,6 +155,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
                 " in-place"
             } else if opts.budgets == Budgets::TWO_PEERS_ALL {
                 " all faults"
+            } else if opts.budgets == Budgets::THREE_PEERS_FAILURE {
+                " crash + failure"
             } else {
                 ""
             }
