@@ -707,6 +707,14 @@ impl IceModel {
         }
     }
 
+    /// The node a split crash strikes and its new floor, as `Assign` fixed them.
+    fn split_crash_of(s: &State) -> (usize, Floor) {
+        // A split crash is enabled only with the owners assigned (`splits_crash` implies
+        // `assigns`, whose first step is `Assign`).
+        let o = s.owners.expect("a split crash after Assign");
+        (usize::from(o.crash), o.floor)
+    }
+
     /// The sessions of node `n`, a bit each.
     fn sessions_of(&self, n: usize) -> u8 {
         (0..self.pairs.len())
@@ -876,9 +884,7 @@ impl IceModel {
                 }
             }
             Action::CrashHalf(p) => {
-                let (n, floor) = s.owners.map_or((usize::MAX, Floor::Above), |o| {
-                    (usize::from(o.crash), o.floor)
-                });
+                let (n, floor) = Self::split_crash_of(&s);
                 // The first session struck starts the node's new incarnation; the others join
                 // it (the same floor, the same instant: no timer fires in between).
                 if s.crash_halves == 0 {
@@ -1212,14 +1218,13 @@ impl IceModel {
             }
         }
         if s.left.crashes > 0 && self.splits_crash() {
-            if let Some(o) = s.owners {
-                let n = usize::from(o.crash);
-                for p in 0..self.pairs.len() {
-                    if self.sessions_of(n) & !s.crash_halves & (1 << p) != 0 {
-                        actions.push(Action::CrashHalf(p));
-                    }
-                }
-            }
+            let (n, _) = Self::split_crash_of(s);
+            let pending = self.sessions_of(n) & !s.crash_halves;
+            actions.extend(
+                (0..self.pairs.len())
+                    .filter(|p| pending & (1 << p) != 0)
+                    .map(Action::CrashHalf),
+            );
         } else if s.left.crashes > 0 {
             for n in 0..self.peers {
                 actions.push(Action::Crash(n, Floor::Above));
@@ -1459,9 +1464,7 @@ impl IceModel {
                 Self::node_name(n)
             ),
             Action::CrashHalf(p) => {
-                let (n, floor) = s
-                    .owners
-                    .map_or((0, Floor::Above), |o| (usize::from(o.crash), o.floor));
+                let (n, floor) = Self::split_crash_of(s);
                 format!(
                     "FAULT node {} crashes (state lost), restarts with floor {floor:?}: its end of {}–{}",
                     Self::node_name(n),

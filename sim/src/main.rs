@@ -55,8 +55,9 @@ enum Cmd {
         /// Seeds of the seed-001-policy sweep.
         #[arg(long, default_value_t = 2_000)]
         seeds_seed_policy: u64,
-        /// Add the long runs: every fault class at once on 2 peers, model-checked exhaustively
-        /// (about 20 minutes and not exhaustive yet), and the 256-node cold start under load.
+        /// Add the long runs: 3 peers with a crash and an agent failure (about 3 minutes) and
+        /// every fault class at once on 2 peers (about 20 minutes and not exhaustive yet),
+        /// model-checked exhaustively, and the 256-node cold start under load.
         #[arg(long)]
         deep: bool,
     },

@@ -25,8 +25,9 @@ pub struct VerifyOptions {
     pub threads: usize,
     /// Time box of the non-default model-checking configurations.
     pub model_seconds: u64,
-    /// Add the long runs: [`Budgets::TWO_PEERS_ALL`] model-checked exhaustively, and the
-    /// 256-node cold start under load.
+    /// Add the long runs: 3 peers with a crash and an agent failure
+    /// ([`Budgets::THREE_PEERS_FAILURE`]) and [`Budgets::TWO_PEERS_ALL`] model-checked
+    /// exhaustively, and the 256-node cold start under load.
     pub deep: bool,
 }
 
@@ -54,9 +55,9 @@ pub struct Verdict {
 
 /// The model-checking part of the verification run: the default 2-peer configuration (a crash
 /// with any floor, an agent failure of either kind, a lost report), the same with agents
-/// restarted in place (str0m's agent), and replays after a crash
-/// exhaustively (DFS, 2 threads), 3 peers with a crash exhaustively (partial-order reduction, the crash split per session),
-/// and seed 001's policy under the replay budgets breadth-first with a time box (it finishes
+/// restarted in place (str0m's agent), and replays after a crash exhaustively (DFS, 2
+/// threads), 3 peers with a crash exhaustively (partial-order reduction, the crash split per
+/// session), and seed 001's policy under the replay budgets breadth-first with a time box (it finishes
 /// exhaustively in seconds; BFS counterexamples are shortest).
 pub fn model_suite(seconds: u64, deep: bool) -> Vec<CheckOptions> {
     let box_ = Some(std::time::Duration::from_secs(seconds));
