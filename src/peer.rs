@@ -30,6 +30,16 @@ const MAX_GATHERING_DOUBLINGS: u32 = 3;
 /// epochs would stop growing.
 const EPOCH_CEILING: u64 = u64::MAX - (1 << 32);
 
+/// How far above the evidence an epoch catch-up moves (rule EPOCH_CATCH_UP). The evidence can be
+/// stale: a late or replayed description names the newest of our sessions its sender had seen
+/// *when it sent it*, and the earlier process of our key may have started more sessions since.
+/// Moving to just above the evidence could land on an epoch that process used, which the remote
+/// answers with EPOCH_REUSED, so a second catch-up would follow after the back-off. A process
+/// starts a session at most once per failure, request or remote restart, so 2^16 sessions cover
+/// every earlier session a stale description can miss in practice; epochs are 64-bit, so the
+/// jump costs nothing.
+const CATCH_UP_MARGIN: u64 = 1 << 16;
+
 /// `now + d` (at least [`MIN_TIMER`]), or `None` beyond the end of `Instant`'s range: such a
 /// timer is not armed.
 fn after(now: Instant, d: Duration) -> Option<Instant> {
@@ -836,7 +846,9 @@ impl Peer {
             let current = self.local_session().unwrap_or(seen);
             return Err(DescriptionError::AckFromFuture { ack: seen, current }.into());
         }
-        self.next_epoch = self.next_epoch.max(seen.epoch + 1);
+        // `seen.epoch < EPOCH_CEILING`, so neither sum overflows and we stay below the ceiling.
+        let above = (seen.epoch + CATCH_UP_MARGIN).min(EPOCH_CEILING);
+        self.next_epoch = self.next_epoch.max(above).max(seen.epoch + 1);
         // Back off further catch-ups (growing like the re-send back-off, capped): a second
         // process with our key would otherwise take the epoch back every round trip.
         let wait = self.config.backoff.nominal(self.catch_ups);

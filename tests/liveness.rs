@@ -37,6 +37,14 @@ fn crash_b(p: &mut Pair, floor: u64, seed: u64) {
     p.drain(false);
 }
 
+/// B's epoch catch-ups so far.
+fn catch_ups_of_b(p: &Pair) -> usize {
+    p.b.restarts
+        .iter()
+        .filter(|c| matches!(c, RestartCause::EpochCatchUp { .. }))
+        .count()
+}
+
 /// Replays everything both sides ever sent (every incarnation), newest first, then runs until
 /// quiet; returns the restarts this caused.
 fn replay_everything(p: &mut Pair, sent_by_old_b: &[icepact::Description]) -> u32 {
@@ -69,11 +77,7 @@ fn crash_and_recover(floor: u64, seed: u64) -> Pair {
     );
     // B's session is above the epoch its earlier process used: A accepts it.
     assert!(p.b.peer.local_session().unwrap().epoch > old_epoch);
-    let catch_ups =
-        p.b.restarts
-            .iter()
-            .filter(|c| matches!(c, RestartCause::EpochCatchUp { .. }))
-            .count();
+    let catch_ups = catch_ups_of_b(&p);
     if floor > old_epoch {
         assert_eq!(p.b.restarts, [], "floor above: nothing to catch up");
     } else {
@@ -118,6 +122,37 @@ fn crash_with_the_same_floor_and_seed_catches_up_once() {
 #[test]
 fn crash_with_floor_above_restarts_only_the_other_side() {
     crash_and_recover(10_000, 3);
+}
+
+#[test]
+fn stale_evidence_from_a_replay_still_takes_one_catch_up() {
+    // Found by the model checker (a replay, a restart request and a crash with floor zero at
+    // once): A restarts, so both sessions move to epoch 101; B's process crashes and starts at
+    // floor zero; the first thing the new B hears is a late copy of A's first description of
+    // epoch 101, whose `seen` names B's epoch 100 (what A had seen when it sent it). Catching up
+    // to `seen + 1` would land on 101, which the old B used too: A would answer EPOCH_REUSED and
+    // B would have to catch up a second time, after its back-off.
+    let mut p = Pair::new(Config::default());
+    assert!(p.run_until_connected(1_000));
+    let now = p.now;
+    p.a.peer.restart(now).unwrap();
+    p.drain(true);
+    let late =
+        p.a.sent
+            .iter()
+            .rev()
+            .find(|d| d.session.version == 0)
+            .cloned()
+            .unwrap();
+    assert!(p.run_until_connected(20_000));
+    let old_epoch = p.b.peer.local_session().unwrap().epoch;
+    assert!(late.seen.as_ref().unwrap().session.epoch < old_epoch);
+    crash_b(&mut p, 0, 3);
+    p.b.inbox.push_front(late);
+    assert!(p.run_until_connected(20_000));
+    assert!(p.b.peer.local_session().unwrap().epoch > old_epoch);
+    let catch_ups = catch_ups_of_b(&p);
+    assert_eq!(catch_ups, 1, "{:?}", p.b.restarts);
 }
 
 #[test]
