@@ -126,7 +126,7 @@ impl CheckOptions {
             RestartPolicy::Seed => "seed",
         };
         format!(
-            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{} k{} {:?}{}{}{}",
+            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{}{} k{} {:?}{}{}{}",
             self.peers,
             b.drops,
             b.replays,
@@ -137,6 +137,11 @@ impl CheckOptions {
             b.restarts,
             b.early_timers,
             b.timer_cap,
+            if b.recovery > 0 {
+                format!("+{}", b.recovery)
+            } else {
+                String::new()
+            },
             b.link_capacity,
             self.agent,
             if self.agent_restart == AgentRestart::InPlace {

@@ -157,9 +157,12 @@ struct ConfigArgs {
     /// Early timer firings.
     #[arg(long)]
     early_timers: Option<u8>,
-    /// Most timer firings per path.
+    /// Most due timer firings per path while faults may still happen.
     #[arg(long)]
     timer_cap: Option<u8>,
+    /// Due timer firings after the cap is spent, with no more faults (0: none).
+    #[arg(long)]
+    recovery: Option<u8>,
     /// Most descriptions in flight per direction of a session.
     #[arg(long)]
     link_capacity: Option<u8>,
@@ -195,6 +198,7 @@ impl ConfigArgs {
                 restarts: self.restarts.unwrap_or(d.restarts),
                 early_timers: self.early_timers.unwrap_or(d.early_timers),
                 timer_cap: self.timer_cap.unwrap_or(d.timer_cap),
+                recovery: self.recovery.unwrap_or(d.recovery),
                 link_capacity: self.link_capacity.unwrap_or(d.link_capacity),
             },
             agent: match self.agent {

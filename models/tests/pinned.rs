@@ -222,6 +222,34 @@ fn bfs_and_dfs_agree_on_a_small_configuration() {
         .all(|r| r.exhaustive && r.outcome != Outcome::Violated));
 }
 
+/// The recovery budget turns the timer cap's false alarm into a check: a lost description needs
+/// a re-send timer, so with no due firing allowed (cap 0) the path ends unconverged; with 8
+/// recovery firings after the cap, the sessions converge on every path.
+#[test]
+fn recovery_firings_remove_the_timer_caps_false_alarm() {
+    let opts = |recovery| CheckOptions {
+        budgets: Budgets {
+            drops: 1,
+            timer_cap: 0,
+            recovery,
+            ..Budgets::NONE
+        },
+        ..CheckOptions::default()
+    };
+    let liveness = |rows: &[icepact_models::VerdictRow]| {
+        rows.iter()
+            .find(|r| r.property == icepact_models::properties::LIVENESS)
+            .map(|r| (r.outcome, r.unique_states, r.exhaustive))
+    };
+    let capped = check(&opts(0));
+    assert_eq!(liveness(&capped), Some((Outcome::Violated, 1_161, true)));
+    let recovering = check(&opts(8));
+    assert_eq!(liveness(&recovering), Some((Outcome::Holds, 1_304, true)));
+    assert!(recovering
+        .iter()
+        .all(|r| r.exhaustive && r.outcome != Outcome::Violated));
+}
+
 /// Every row of an endpoint-mesh check exhaustive and as it should be (no violation, every
 /// sanity example found).
 fn assert_mesh_holds(rows: &[icepact_models::VerdictRow]) {

@@ -26,8 +26,9 @@ pub struct VerifyOptions {
     /// Time box of the non-default model-checking configurations.
     pub model_seconds: u64,
     /// Add the long runs: 3 peers with a crash and an agent failure
-    /// ([`Budgets::THREE_PEERS_FAILURE`]) and [`Budgets::TWO_PEERS_ALL`] model-checked
-    /// exhaustively, and the 256-node cold start under load.
+    /// ([`Budgets::THREE_PEERS_FAILURE`]), [`Budgets::TWO_PEERS_RESTART`] and
+    /// [`Budgets::TWO_PEERS_ALL`] model-checked exhaustively, and the 256-node cold start under
+    /// load.
     pub deep: bool,
 }
 
@@ -95,6 +96,10 @@ pub fn model_suite(seconds: u64, deep: bool) -> Vec<CheckOptions> {
             ..two.clone()
         });
         suite.push(CheckOptions {
+            budgets: Budgets::TWO_PEERS_RESTART,
+            ..two.clone()
+        });
+        suite.push(CheckOptions {
             budgets: Budgets::TWO_PEERS_ALL,
             ..two
         });
@@ -154,6 +159,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
                 " replay"
             } else if opts.agent_restart == AgentRestart::InPlace {
                 " in-place"
+            } else if opts.budgets == Budgets::TWO_PEERS_RESTART {
+                " restart request"
             } else if opts.budgets == Budgets::TWO_PEERS_ALL {
                 " all faults"
             } else if opts.budgets == Budgets::THREE_PEERS_FAILURE {
