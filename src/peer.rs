@@ -846,9 +846,10 @@ impl Peer {
             let current = self.local_session().unwrap_or(seen);
             return Err(DescriptionError::AckFromFuture { ack: seen, current }.into());
         }
-        // `seen.epoch < EPOCH_CEILING`, so neither sum overflows and we stay below the ceiling.
+        // `seen.epoch < EPOCH_CEILING`: the sum cannot overflow, and the result, at most the
+        // ceiling, is still above `seen.epoch`.
         let above = (seen.epoch + CATCH_UP_MARGIN).min(EPOCH_CEILING);
-        self.next_epoch = self.next_epoch.max(above).max(seen.epoch + 1);
+        self.next_epoch = self.next_epoch.max(above);
         // Back off further catch-ups (growing like the re-send back-off, capped): a second
         // process with our key would otherwise take the epoch back every round trip.
         let wait = self.config.backoff.nominal(self.catch_ups);

@@ -55,9 +55,10 @@ enum Cmd {
         /// Seeds of the seed-001-policy sweep.
         #[arg(long, default_value_t = 2_000)]
         seeds_seed_policy: u64,
-        /// Add the long runs: 3 peers with a crash and an agent failure (about 3 minutes) and
-        /// every fault class at once on 2 peers (about 20 minutes and not exhaustive yet),
-        /// model-checked exhaustively, and the 256-node cold start under load.
+        /// Add the long runs: 3 peers with a crash and an agent failure (about 3 minutes), a
+        /// drop, a replay, a crash and a restart request on 2 peers (about 10 minutes) and
+        /// every fault class at once on 2 peers (not exhaustive yet), model-checked
+        /// exhaustively, and the 256-node cold start under load.
         #[arg(long)]
         deep: bool,
     },
