@@ -69,6 +69,8 @@ pub struct CheckOptions {
     pub agent_restart: AgentRestart,
     /// Split a crash of a mesh node into one step per session ([`IceModel::split_crash`]).
     pub split_crash: bool,
+    /// Only the sessions of node A ([`IceModel::star`]; 3 peers only).
+    pub star: bool,
 }
 
 impl Default for CheckOptions {
@@ -85,6 +87,7 @@ impl Default for CheckOptions {
             reduction: true,
             agent_restart: AgentRestart::Recreate,
             split_crash: false,
+            star: false,
         }
     }
 }
@@ -126,7 +129,7 @@ impl CheckOptions {
             RestartPolicy::Seed => "seed",
         };
         format!(
-            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{}{} k{} {:?}{}{}{}",
+            "{} peers {policy} d{} r{} c{} f{} l{} x{} q{} t{}/{}{} k{} {:?}{}{}{}{}",
             self.peers,
             b.drops,
             b.replays,
@@ -158,6 +161,11 @@ impl CheckOptions {
                 " split-crash"
             } else {
                 ""
+            },
+            if self.star && self.peers > 2 {
+                " star"
+            } else {
+                ""
             }
         )
     }
@@ -168,6 +176,9 @@ impl CheckOptions {
             .with_agent_restart(self.agent_restart);
         model.reduction = self.reduction;
         model.split_crash = self.split_crash;
+        if self.star {
+            model = model.star();
+        }
         model
     }
 }

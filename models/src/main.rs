@@ -176,6 +176,10 @@ struct ConfigArgs {
     /// partial-order reduction applies before the crash too (`IceModel::split_crash`).
     #[arg(long)]
     split_crash: bool,
+    /// With 3 peers, only the sessions of node A (A–B and A–C, no B–C): small enough to check
+    /// without reduction with faults on (`IceModel::star`).
+    #[arg(long)]
+    star: bool,
 }
 
 impl ConfigArgs {
@@ -209,6 +213,7 @@ impl ConfigArgs {
             },
             reduction: !self.no_reduction,
             split_crash: self.split_crash,
+            star: self.star,
             agent_restart: if self.in_place {
                 AgentRestart::InPlace
             } else {

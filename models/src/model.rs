@@ -634,6 +634,16 @@ impl IceModel {
         }
     }
 
+    /// The same nodes with only the sessions of node A: a star around A (with 3 nodes, the
+    /// sessions A–B and A–C and no B–C). Each leaf node then has one session, and the two
+    /// sessions depend on each other only through A (its crash); small enough to explore
+    /// without partial-order reduction with faults on (`models/tests/pinned.rs` compares the
+    /// reduced and unreduced runs on it).
+    pub fn star(mut self) -> IceModel {
+        self.pairs.retain(|&(i, _)| i == 0);
+        self
+    }
+
     /// The same model with agents restarted as `mode` says (rule AGENT_RESTART).
     pub fn with_agent_restart(mut self, mode: AgentRestart) -> IceModel {
         self.config.agent_restart = mode;

@@ -29,7 +29,7 @@ mod trace;
 mod verify;
 mod world;
 
-pub use load::{load_run, sessions};
+pub use load::{large_cold_start_cpu, load_run, sessions, LARGE_COLD_START_NODES};
 pub use profile::{AgentFaultKind, CrashFloor, Episode, FaultKind, Plan, Profile};
 pub use shrink::shrink;
 pub use sweep::{quantile, sweep, FaultFigures, Summary};

@@ -30,6 +30,17 @@ pub fn load_run(
     World::new(cfg, seed, Plan::calm()).run().0
 }
 
+/// The largest cold start the project checks: nodes in the mesh (32,640 sessions), each on a
+/// CPU of its own ([`Cpu::own`] at 1 ms per envelope), with rule ADMISSION at its default. A
+/// column of `icepact-sim verify --deep` and an ignored test that CI runs
+/// (`sim/tests/load.rs`); about 45 s in release.
+pub const LARGE_COLD_START_NODES: usize = 256;
+
+/// The CPU of each node of the large cold start ([`LARGE_COLD_START_NODES`]).
+pub fn large_cold_start_cpu() -> Cpu {
+    Cpu::own(Duration::from_millis(1))
+}
+
 /// The sessions of a full mesh of `peers` nodes.
 pub fn sessions(peers: usize) -> u64 {
     let n = peers as u64;

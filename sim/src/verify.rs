@@ -360,15 +360,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
     // must come all up with no restart; 48 nodes on one shared CPU (the runtime's mesh
     // benchmark: one process) must too with rule ADMISSION, and must fall into the restart
     // cascade without it (today's behaviour before the rule, pinned in sim/tests/load.rs).
-    let own = |us| Cpu {
-        envelope: std::time::Duration::from_micros(us),
-        event: std::time::Duration::from_micros(10),
-        shared: false,
-    };
-    let shared = Cpu {
-        shared: true,
-        ..own(1500)
-    };
+    let own = |us| Cpu::own(std::time::Duration::from_micros(us));
+    let shared = Cpu::one_for_all(std::time::Duration::from_micros(1500));
     let default_admission = icepact::DEFAULT_MAX_ESTABLISHING;
     // (label, nodes, cpu, admission, must converge)
     let mut loads: Vec<(&str, usize, Cpu, usize, bool)> = vec![
@@ -378,7 +371,16 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
         ("load 48 one CPU no admission", 48, shared, 0, false),
     ];
     if opts.deep {
-        loads.insert(2, ("load 256", 256, own(1000), default_admission, true));
+        loads.insert(
+            2,
+            (
+                "load 256",
+                crate::load::LARGE_COLD_START_NODES,
+                crate::load::large_cold_start_cpu(),
+                default_admission,
+                true,
+            ),
+        );
     }
     if progress {
         eprintln!(

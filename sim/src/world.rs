@@ -88,6 +88,29 @@ pub struct Cpu {
     pub shared: bool,
 }
 
+impl Cpu {
+    /// Cost of an event other than an envelope in the load runs: 10 µs.
+    pub const EVENT: Duration = Duration::from_micros(10);
+
+    /// A CPU of its own for every node, `envelope` per envelope.
+    pub fn own(envelope: Duration) -> Cpu {
+        Cpu {
+            envelope,
+            event: Self::EVENT,
+            shared: false,
+        }
+    }
+
+    /// One CPU for all the nodes (one process running the whole mesh), `envelope` per
+    /// envelope.
+    pub fn one_for_all(envelope: Duration) -> Cpu {
+        Cpu {
+            shared: true,
+            ..Self::own(envelope)
+        }
+    }
+}
+
 impl SimConfig {
     /// Two peers, default core configuration, the given policy.
     pub fn new(peers: usize, policy: RestartPolicy) -> SimConfig {

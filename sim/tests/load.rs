@@ -7,14 +7,10 @@
 use std::time::Duration;
 
 use icepact::invariants::Invariant;
-use icepact_sim::{load_run, Cpu};
+use icepact_sim::{large_cold_start_cpu, load_run, Cpu, LARGE_COLD_START_NODES};
 
 fn cpu(envelope_us: u64) -> Option<Cpu> {
-    Some(Cpu {
-        envelope: Duration::from_micros(envelope_us),
-        event: Duration::from_micros(10),
-        shared: true,
-    })
+    Some(Cpu::one_for_all(Duration::from_micros(envelope_us)))
 }
 
 /// 48 nodes (1,128 sessions) on one CPU, 1.5 ms per envelope: the cold start's envelopes keep
@@ -81,11 +77,13 @@ fn a_fast_cpu_starts_cold_without_a_restart() {
 #[test]
 #[ignore = "45 s in release; CI runs it"]
 fn a_cold_start_of_256_nodes_comes_all_up_without_a_restart() {
-    let cpu = Some(Cpu {
-        shared: false,
-        ..cpu(1000).expect("a CPU model")
-    });
-    let o = load_run(256, cpu, true, icepact::DEFAULT_MAX_ESTABLISHING, 1);
+    let o = load_run(
+        LARGE_COLD_START_NODES,
+        Some(large_cold_start_cpu()),
+        true,
+        icepact::DEFAULT_MAX_ESTABLISHING,
+        1,
+    );
     assert!(o.violation.is_none(), "{:?}", o.violation);
     assert_eq!(o.stats.restarts, 0);
     assert!(o.converged_after.is_some(), "never all up");
