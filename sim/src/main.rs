@@ -396,6 +396,9 @@ fn print_summary(cfg: &SimConfig, s: &Summary) {
         st.catch_ups,
         st.checking_timeouts
     );
+    if let Some((n, seed)) = s.most_catch_ups {
+        println!("most epoch catch-ups in one run: {n} (seed {seed})");
+    }
     println!(
         "violations: {}; converged after heal: {}/{} ({:.2} %)",
         s.violations.len(),

@@ -27,6 +27,9 @@ pub struct Summary {
     pub by_fault: BTreeMap<FaultKind, FaultFigures>,
     /// Summed counters.
     pub stats: Stats,
+    /// The run with the most epoch catch-ups: (catch-ups, seed), the lowest seed among equals;
+    /// `None` if no run had one. With 2 peers a run is one session.
+    pub most_catch_ups: Option<(u64, u64)>,
     /// Wall-clock time.
     pub wall: Duration,
     /// Threads used.
@@ -125,6 +128,20 @@ impl Summary {
     }
 }
 
+impl Summary {
+    /// Keeps `(n, seed)` if it has more catch-ups than the run kept, or as many and a lower seed.
+    fn note_catch_ups(&mut self, n: u64, seed: u64) {
+        let better = match self.most_catch_ups {
+            _ if n == 0 => false,
+            None => true,
+            Some((m, s)) => n > m || (n == m && seed < s),
+        };
+        if better {
+            self.most_catch_ups = Some((n, seed));
+        }
+    }
+}
+
 fn add(into: &mut Stats, s: &Stats) {
     into.events += s.events;
     into.sent += s.sent;
@@ -194,6 +211,7 @@ pub fn sweep(cfg: &SimConfig, first: u64, count: u64, threads: usize, progress: 
                     let (outcome, _) = World::new(cfg.clone(), seed, plan).run();
                     local.seeds += 1;
                     add(&mut local.stats, &outcome.stats);
+                    local.note_catch_ups(outcome.stats.catch_ups, seed);
                     let converged = outcome
                         .converged_after
                         .filter(|_| outcome.violation.is_none());
@@ -229,6 +247,9 @@ pub fn sweep(cfg: &SimConfig, first: u64, count: u64, threads: usize, progress: 
                     total.by_fault.entry(kind).or_default().merge(f);
                 }
                 add(&mut total.stats, &local.stats);
+                if let Some((n, seed)) = local.most_catch_ups {
+                    total.note_catch_ups(n, seed);
+                }
             });
         }
     });
