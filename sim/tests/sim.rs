@@ -433,10 +433,9 @@ fn traces_round_trip_through_json_lines() {
 }
 
 /// A sweep names the run with the most epoch catch-ups, and today that is seed 2840: node A
-/// crashes twice below its old epochs, and its third process catches up twice, because the
-/// catch-up margin is deterministic and its second process had used the epoch the same stale
-/// evidence leads to (docs/PROTOCOL.md, the second caveat under "Why a replay can never
-/// trigger a catch-up"). A fix of that collision changes this pin.
+/// crashes twice below its old epochs, and after B removes and re-adds A, a replay of A's
+/// second process makes its third process catch up a second time (docs/PROTOCOL.md, "Why a
+/// replay can never trigger a catch-up"). A change to rule EPOCH_CATCH_UP shows here.
 #[test]
 fn the_sweep_names_the_run_with_the_most_catch_ups() {
     let s = sweep(&SimConfig::new(2, RestartPolicy::Epoch), 2830, 20, 2, false);
