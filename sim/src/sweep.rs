@@ -75,6 +75,19 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Option<Duration> {
 }
 
 impl Summary {
+    /// Keeps `(n, seed)` if it has more catch-ups than the run kept, or as many and a lower seed.
+    fn note_catch_ups(&mut self, n: u64, seed: u64) {
+        if n == 0 {
+            return;
+        }
+        if self
+            .most_catch_ups
+            .is_none_or(|(m, s)| n > m || (n == m && seed < s))
+        {
+            self.most_catch_ups = Some((n, seed));
+        }
+    }
+
     /// The `q`-quantile (0..=1) of the convergence times.
     pub fn convergence_quantile(&self, q: f64) -> Option<Duration> {
         quantile(&self.convergence, q)
@@ -125,20 +138,6 @@ impl Summary {
             );
         }
         out
-    }
-}
-
-impl Summary {
-    /// Keeps `(n, seed)` if it has more catch-ups than the run kept, or as many and a lower seed.
-    fn note_catch_ups(&mut self, n: u64, seed: u64) {
-        let better = match self.most_catch_ups {
-            _ if n == 0 => false,
-            None => true,
-            Some((m, s)) => n > m || (n == m && seed < s),
-        };
-        if better {
-            self.most_catch_ups = Some((n, seed));
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use icepact::invariants::Invariant;
 use icepact::RestartPolicy;
 use icepact_models::{AgentKind, AgentRestart, Budgets, CheckOptions, Engine, Outcome, VerdictRow};
 
-use crate::load::{load_run, sessions};
+use crate::load::{large_cold_start_cpu, load_run, sessions, LARGE_COLD_START_NODES};
 use crate::sweep::{sweep, Summary};
 use crate::world::{Cpu, SimConfig};
 
@@ -375,8 +375,8 @@ pub fn verify(opts: &VerifyOptions, progress: bool) -> Verdict {
             2,
             (
                 "load 256",
-                crate::load::LARGE_COLD_START_NODES,
-                crate::load::large_cold_start_cpu(),
+                LARGE_COLD_START_NODES,
+                large_cold_start_cpu(),
                 default_admission,
                 true,
             ),
